@@ -1,0 +1,1 @@
+"""The domain: one module per command, the report model, redaction, evidence. Never imports Slack."""

@@ -1,0 +1,101 @@
+"""Evidence bundles: report.json, report.md and a SHA-256 manifest, redacted before they touch the disk."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from commands import render
+from commands.redaction import REDACTOR, Redactor
+from commands.report import Report
+
+TOOL_VERSION = "0.1.0"
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A written bundle: its folder and the exact bytes of each file (what a publisher uploads)."""
+
+    path: Path
+    files: dict[str, bytes]  # name -> content, manifest included
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def render_files(report: Report, *, redactor: Redactor = REDACTOR, keep_account_ids: bool = False) -> dict[str, bytes]:
+    """The bundle's files, each redacted as rendered; the manifest hashes the redacted bytes."""
+    clean = render.redacted(report, keep_account_ids=keep_account_ids, redactor=redactor)
+    as_json = json.dumps(clean.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+    files = {
+        "report.json": redactor.redact(as_json, keep_account_ids=keep_account_ids).encode(),
+        "report.md": redactor.redact(render.markdown(clean), keep_account_ids=keep_account_ids).encode(),
+    }
+    manifest = {
+        "run_id": report.run_id,
+        "command": report.command,
+        "env": report.env,
+        "tool_version": TOOL_VERSION,
+        "git_commit": _git_commit(),
+        "files": {name: {"sha256": hashlib.sha256(body).hexdigest(), "size": len(body)} for name, body in files.items()},
+    }
+    files[MANIFEST] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    return files
+
+
+def bundle_dirname(report: Report) -> str:
+    return f"{report.started_at.strftime('%Y%m%dT%H%M%SZ')}-{report.command}-{report.run_id}"
+
+
+def write_bundle(report: Report, root: Path | str, *, keep_account_ids: bool = False, redactor: Redactor = REDACTOR) -> Bundle:
+    """Write `root/<env>/<UTC timestamp>-<command>-<run id>/` and return what was written."""
+    path = Path(root) / report.env / bundle_dirname(report)
+    path.mkdir(parents=True, exist_ok=True)
+    files = render_files(report, redactor=redactor, keep_account_ids=keep_account_ids)
+    for name, body in files.items():
+        (path / name).write_bytes(body)
+    return Bundle(path=path, files=files)
+
+
+def verify_bundle(path: Path | str) -> list[str]:
+    """Problems found checking a bundle against its manifest; empty means it verifies."""
+    path = Path(path)
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        listed = manifest["files"]
+    except FileNotFoundError:
+        return [f"{path}: no {MANIFEST}"]
+    except (ValueError, KeyError, TypeError) as exc:
+        return [f"{path / MANIFEST}: unreadable manifest ({exc.__class__.__name__})"]
+    problems = []
+    for name, meta in sorted(listed.items()):
+        file = path / name
+        if not file.is_file():
+            problems.append(f"{name}: listed in the manifest but missing")
+            continue
+        body = file.read_bytes()
+        if hashlib.sha256(body).hexdigest() != meta.get("sha256"):
+            problems.append(f"{name}: SHA-256 does not match the manifest")
+        elif len(body) != meta.get("size"):
+            problems.append(f"{name}: size does not match the manifest")
+    extra = sorted(p.name for p in path.iterdir() if p.is_file() and p.name != MANIFEST and p.name not in listed)
+    problems += [f"{name}: present but not in the manifest" for name in extra]
+    return problems
+
+
+@functools.cache
+def _git_commit() -> str | None:
+    if os.environ.get("GITHUB_SHA"):
+        return os.environ["GITHUB_SHA"]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=2, check=False)  # noqa: S607
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
