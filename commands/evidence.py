@@ -44,7 +44,9 @@ def render_files(report: Report, *, redactor: Redactor = REDACTOR, keep_account_
         "env": report.env,
         "tool_version": TOOL_VERSION,
         "git_commit": _git_commit(),
-        "files": {name: {"sha256": hashlib.sha256(body).hexdigest(), "size": len(body)} for name, body in files.items()},
+        "files": {
+            name: {"sha256": hashlib.sha256(body).hexdigest(), "size": len(body)} for name, body in files.items()
+        },
     }
     files[MANIFEST] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     return files
@@ -54,7 +56,9 @@ def bundle_dirname(report: Report) -> str:
     return f"{report.started_at.strftime('%Y%m%dT%H%M%SZ')}-{report.command}-{report.run_id}"
 
 
-def write_bundle(report: Report, root: Path | str, *, keep_account_ids: bool = False, redactor: Redactor = REDACTOR) -> Bundle:
+def write_bundle(
+    report: Report, root: Path | str, *, keep_account_ids: bool = False, redactor: Redactor = REDACTOR
+) -> Bundle:
     """Write `root/<env>/<UTC timestamp>-<command>-<run id>/` and return what was written."""
     path = Path(root) / report.env / bundle_dirname(report)
     path.mkdir(parents=True, exist_ok=True)

@@ -18,33 +18,40 @@ from typing import Any
 # Shorter values would redact ordinary words; such a secret is refused loudly instead.
 MIN_SECRET_LENGTH = 8
 
+# A token starts where no letter or digit precedes it, or right after an escape such as the
+# literal "\\n" of a repr'd or JSON-encoded string (where "\\nshpat_..." has no word boundary).
+_START = r"(?:(?<![A-Za-z0-9_])|(?<=\\[nrt]))"
+
 # (label, pattern, replacement) in the order applied; context-bound shapes first.
 _RULES: tuple[tuple[str, str, str | None], ...] = (
     # A credential in a header or key=value form: keep the name, hide the value.
     (
         "credential",
-        r"(?i)\b(authorization|x-shopify-access-token|x-richpanel-key|x-api-key|api[_-]?key|access[_-]?token)"
+        r"(?i)"
+        + _START
+        + r"(authorization|x-shopify-access-token|x-richpanel-key|x-api-key|api[_-]?key|access[_-]?token)"
         r"([\"']?\s*[:=]\s*[\"']?)(?:(?:bearer|basic|token)\s+)?[^\s\"',}]{4,}",
         r"\1\2[REDACTED:credential]",
     ),
-    ("authorization", r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}", None),
-    ("github-token", r"\b(?:gh[pousr]_[A-Za-z0-9]{16,}|github_pat_[A-Za-z0-9_]{16,})", None),
-    ("slack-token", r"\b(?:xox[abposre]|xapp)-[A-Za-z0-9-]{8,}", None),
-    ("shopify-token", r"\bshp(?:at|ca|pa|ss)_[A-Za-z0-9]{8,}", None),
-    ("openai-key", r"\bsk-[A-Za-z0-9_-]{16,}", None),
-    ("aws-access-key-id", r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b", None),
+    ("authorization", r"(?i)" + _START + r"bearer\s+[A-Za-z0-9._~+/=-]{8,}", None),
+    ("github-token", _START + r"(?:gh[pousr]_[A-Za-z0-9]{16,}|github_pat_[A-Za-z0-9_]{16,})", None),
+    ("slack-token", _START + r"(?:xox[abposre]|xapp)-[A-Za-z0-9-]{8,}", None),
+    ("shopify-token", _START + r"shp(?:at|ca|pa|ss)_[A-Za-z0-9]{8,}", None),
+    ("openai-key", _START + r"sk-[A-Za-z0-9_-]{16,}", None),
+    ("aws-access-key-id", _START + r"(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])", None),
     ("email", r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", None),
     # E.164 (+15551234567) and the usual grouped forms (+1 (555) 123-4567, 555.123.4567).
     (
         "phone",
-        r"(?<![\w+])\+\d{8,15}\b|(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{3}\)|\d{3})[ .-]?\d{3}[ .-]\d{4}\b",
+        r"(?:(?<![\w+])|(?<=\\[nrt]))"
+        r"(?:\+\d{8,15}(?!\d)|(?:\+\d{1,3}[ .-]?)?(?:\(\d{3}\)|\d{3})[ .-]?\d{3}[ .-]\d{4}(?!\d))",
         None,
     ),
 )
 PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(rx), replacement or f"[REDACTED:{label}]") for label, rx, replacement in _RULES
 )
-ACCOUNT_ID = re.compile(r"(?<![\w.])\d{12}(?![\w.])")
+ACCOUNT_ID = re.compile(r"(?:(?<![\w.])|(?<=\\[nrt]))\d{12}(?![\w.])")
 
 
 class Redactor:
@@ -60,7 +67,9 @@ class Redactor:
         if not value:
             return
         if len(value) < MIN_SECRET_LENGTH:
-            raise ValueError(f"secret {name!r} is shorter than {MIN_SECRET_LENGTH} characters: too short to redact safely")
+            raise ValueError(
+                f"secret {name!r} is shorter than {MIN_SECRET_LENGTH} characters: too short to redact safely"
+            )
         forms = {value, json.dumps(value)[1:-1], value.replace("|", "\\|")}
         with self._lock:
             for form in forms:
@@ -87,7 +96,9 @@ class Redactor:
             return self.redact(obj, keep_account_ids=keep_account_ids)
         if isinstance(obj, Mapping):
             return {
-                self.redact(str(k), keep_account_ids=keep_account_ids): self.redact_obj(v, keep_account_ids=keep_account_ids)
+                self.redact(str(k), keep_account_ids=keep_account_ids): self.redact_obj(
+                    v, keep_account_ids=keep_account_ids
+                )
                 for k, v in obj.items()
             }
         if isinstance(obj, list | tuple | set | frozenset):

@@ -47,7 +47,9 @@ def markdown_table(report: Report, *, checks: list | None = None) -> str:
 
 def markdown(report: Report) -> str:
     """The full reviewer-facing Markdown of one run (report.md in the evidence bundle)."""
-    head = f"## {STATUS_ICON[Status(report.overall_status)]} `{report.command}` on `{report.env}`: {report.overall_status}"
+    head = (
+        f"## {STATUS_ICON[Status(report.overall_status)]} `{report.command}` on `{report.env}`: {report.overall_status}"
+    )
     meta = [
         f"- run id: `{report.run_id}`",
         f"- started: {report.started_at.isoformat()}",

@@ -129,7 +129,10 @@ class FakeUpstream:
         self._stopping.clear()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"sandbox-{self.name}", daemon=True)
+        # A short poll keeps stop() quick: a test session stops dozens of these.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name=f"sandbox-{self.name}", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -1,0 +1,340 @@
+"""/preflight: the runbook's read-only checks, concurrently, fail closed.
+
+Check names are part of the report format (see DESIGN.md). Nothing here writes anywhere: AWS calls
+are reads, the Shopify client refuses writes by construction, Richpanel and OpenAI get one GET each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from commands.checks import Check, Shared, Skip, Verdict, failed, passed, run_checks, warned
+from commands.config import CutoverConfig, EnvConfig
+from commands.execute import ProgressFn, RunRequest
+from commands.redaction import REDACTOR
+from commands.report import Report, missing_checks, new_run_id, overall_status, utc_now
+from integrations.aws import Aws, CallerIdentity
+from integrations.errors import UpstreamError
+from integrations.openai import OpenAIClient
+from integrations.richpanel import RichpanelClient
+from integrations.shopify import ShopifyClient, exchange_token
+
+# The deployed worker's safety flags the runbook requires before any cutover step.
+REQUIRED_FLAGS = {
+    "MW_ALLOW_NETWORK_READS": "true",
+    "RICHPANEL_READ_ONLY": "true",
+    "RICHPANEL_WRITE_DISABLED": "true",
+    "RICHPANEL_OUTBOUND_ENABLED": "false",
+    "SHOPIFY_OUTBOUND_ENABLED": "true",
+    "SHOPIFY_WRITE_DISABLED": "true",
+}
+SHOP_DOMAIN_FLAG = "SHOPIFY_SHOP_DOMAIN"
+T = TypeVar("T")
+
+
+class PreflightContext:
+    """Per-run state shared by the checks: one AWS client, each secret read at most once."""
+
+    def __init__(self, request: RunRequest, env: EnvConfig) -> None:
+        self.request = request
+        self.env = env
+        self.region = request.aws_region or env.aws_region
+        self.shop_domain = request.shop_domain or env.shop_domain
+        self.aws = Aws(region=self.region, read_timeout_s=env.http_timeout_s)
+        self.identity: Shared[CallerIdentity] = Shared(self.aws.caller_identity)
+        self._presence = {name: Shared(_bind(self.aws.secret_presence, sid)) for name, sid in env.secrets.items()}
+        self._values = {name: Shared(_bind(self._read_secret, name)) for name in env.secrets}
+        self._closers: list[Callable[[], None]] = []
+
+    # --- prerequisites ------------------------------------------------------------------
+    def identity_problem(self, identity: CallerIdentity) -> str | None:
+        """Why this AWS identity must not be trusted for this environment, or None."""
+        problems = []
+        if identity.account != self.env.aws_account_id:
+            problems.append(
+                f"AWS account {identity.account} is not {self.request.env}'s account {self.env.aws_account_id}"
+            )
+        if self.region != self.env.aws_region:
+            problems.append(f"region {self.region} (from --aws-region) differs from the map's {self.env.aws_region}")
+        return "; ".join(problems) or None
+
+    def require_identity(self) -> None:
+        """Skip the calling check unless aws_identity passes: never act on the wrong account."""
+        try:
+            identity = self.identity.get()
+        except UpstreamError as exc:
+            raise Skip(f"AWS identity unknown ({exc.reason}): see aws_identity") from None
+        if self.identity_problem(identity):
+            raise Skip("wrong AWS account or region: see aws_identity") from None
+
+    def read(self, fetch: Callable[[], T]) -> T:
+        """An AWS read whose answer counts only for the right account; no credentials means SKIP."""
+        try:
+            result = fetch()
+        except UpstreamError:
+            self.require_identity()  # if AWS itself is unreachable or wrong, that is the reason
+            raise
+        self.require_identity()
+        return result
+
+    def _read_secret(self, name: str) -> str:
+        value = self.aws.secret_value(self.env.secrets[name])
+        REDACTOR.register(name, value)  # before anything else can see it
+        return value
+
+    def secret(self, name: str) -> str:
+        """A secret's value, or Skip with the reason (the `secrets.<name>` check reports the cause)."""
+        try:
+            return self._values[name].get()
+        except UpstreamError as exc:
+            self.require_identity()
+            raise Skip(f"secret {name} could not be read ({exc.reason})") from None
+        except ValueError as exc:  # refused by the redactor: too short to hide safely
+            raise Skip(str(exc)) from None
+
+    def reread_secret(self, name: str) -> str:
+        """A fresh read (another process may have rotated it), replacing the shared value."""
+        self._values[name] = Shared(_bind(self._read_secret, name))
+        return self.secret(name)
+
+    def presence(self, name: str):
+        return self._presence[name].get()
+
+    def closing(self, client: Any) -> Any:
+        self._closers.append(client.close)
+        return client
+
+    def close(self) -> None:
+        for close in self._closers:
+            close()
+
+
+def _bind(fn: Callable[[str], Any], arg: str) -> Callable[[], Any]:
+    return lambda: fn(arg)
+
+
+class SecretCredential:
+    """The Shopify client's credential: the token secret, refreshed by re-reading or by a grant."""
+
+    def __init__(self, ctx: PreflightContext, name: str) -> None:
+        self.ctx = ctx
+        self.name = name
+        self.source = f"secret {ctx.env.secrets[name]} ({name})"
+
+    def get(self) -> str:
+        return self.ctx.secret(self.name)
+
+    def refresh(self) -> str:
+        settings = self.ctx.env.shopify
+        if settings.refresh == "client_credentials":
+            grant = exchange_token(
+                base_url=self.ctx.env.shopify_url(),
+                client_id=_secret_by_id(self.ctx, settings.client_id_secret),
+                client_secret=_secret_by_id(self.ctx, settings.client_secret_secret),
+                refresh_token=None,
+                timeout_s=self.ctx.env.http_timeout_s,
+            )
+            REDACTOR.register("shopify_access_token", grant.access_token)
+            return grant.access_token
+        return self.ctx.reread_secret(self.name)
+
+
+def _secret_by_id(ctx: PreflightContext, secret_id: str | None) -> str:
+    assert secret_id is not None  # guaranteed by ShopifySettings' validator
+    value = ctx.aws.secret_value(secret_id)
+    REDACTOR.register(secret_id, value)
+    return value
+
+
+# --- the checks ---------------------------------------------------------------------------
+def check_aws_identity(ctx: PreflightContext) -> Verdict:
+    identity = ctx.identity.get()
+    data = {"account": identity.account, "region": ctx.region, "arn": identity.arn}
+    problem = ctx.identity_problem(identity)
+    if problem:
+        return failed(f"{problem}: stop, and use credentials for {ctx.request.env}", **data)
+    return passed(f"account {identity.account} in {ctx.region}", **data)
+
+
+def check_secret(ctx: PreflightContext, name: str) -> Verdict:
+    presence = ctx.read(lambda: ctx.presence(name))
+    secret_id = ctx.env.secrets[name]
+    if presence.deleted:
+        return failed(f"{secret_id} is scheduled for deletion: restore it", secret_id=secret_id)
+    if not presence.exists:
+        return failed(f"{secret_id} does not exist in {ctx.region}", secret_id=secret_id)
+    changed = presence.last_changed.isoformat() if presence.last_changed else None
+    return passed(f"{secret_id} exists", secret_id=secret_id, last_changed=changed)
+
+
+def check_env_flags(ctx: PreflightContext) -> Verdict:
+    expected = {**REQUIRED_FLAGS, SHOP_DOMAIN_FLAG: ctx.env.shop_domain}
+    actual = ctx.read(lambda: ctx.aws.function_env(ctx.env.worker_function, expected))
+    missing = [k for k in expected if k not in actual]
+    wrong = {
+        k: {"expected": v, "actual": actual[k]}
+        for k, v in expected.items()
+        if k in actual and actual[k].strip().lower() != v.lower()
+    }
+    problems = [f"missing {', '.join(missing)}"] if missing else []
+    problems += [f"{k}={w['actual']} (expected {w['expected']})" for k, w in wrong.items()]
+    if ctx.shop_domain != ctx.env.shop_domain:
+        problems.append(f"--shop-domain {ctx.shop_domain} differs from the map's {ctx.env.shop_domain}")
+    data = {"function": ctx.env.worker_function, "missing": missing, "wrong": wrong}
+    if problems:
+        return failed(f"{ctx.env.worker_function}: " + "; ".join(problems), **data)
+    return passed(f"{len(expected)} safety flags as required on {ctx.env.worker_function}", **data)
+
+
+def check_richpanel(ctx: PreflightContext) -> Verdict:
+    key = ctx.secret("richpanel_api_key")
+    ctx.require_identity()
+    client = ctx.closing(
+        RichpanelClient(
+            base_url=ctx.env.endpoints.richpanel,
+            api_key=key,
+            key_source=f"secret {ctx.env.secrets['richpanel_api_key']}",
+            timeout_s=ctx.env.http_timeout_s,
+        )
+    )
+    result = client.health()
+    return passed(f"authenticated GET answered {result.status_code}", status_code=result.status_code)
+
+
+def _shopify(ctx: PreflightContext) -> ShopifyClient:
+    credential = SecretCredential(ctx, "shopify_admin_api_token")
+    credential.get()  # a missing token is a SKIP, before any call
+    ctx.require_identity()
+    return ctx.closing(
+        ShopifyClient(
+            base_url=ctx.env.shopify_url(),
+            shop_domain=ctx.shop_domain,
+            credential=credential,
+            api_version=ctx.env.shopify.api_version,
+            timeout_s=ctx.env.http_timeout_s,
+        )
+    )
+
+
+def check_shopify_rest(ctx: PreflightContext) -> Verdict:
+    result = _shopify(ctx).shop()
+    name = (result.data.get("shop") or {}).get("name")
+    data = {"status_code": result.status_code, "refreshed": result.refreshed, "call_limit": result.call_limit}
+    if not name:
+        return failed("shop.json answered without a shop name", **data)
+    note = " after one credential refresh" if result.refreshed else ""
+    return passed(f"shop.json answered {result.status_code}{note}", **data)
+
+
+def check_shopify_graphql(ctx: PreflightContext) -> Verdict:
+    result = _shopify(ctx).graphql("{ shop { name } }")
+    name = (result.data.get("shop") or {}).get("name")  # the client returns GraphQL's `data`
+    data = {"status_code": result.status_code, "refreshed": result.refreshed, "throttle": result.throttle}
+    if not name:
+        return failed("GraphQL answered without data.shop.name", **data)
+    note = " after one credential refresh" if result.refreshed else ""
+    return passed(f"{{ shop {{ name }} }} answered {result.status_code}{note}", **data)
+
+
+def check_refresh_marker(ctx: PreflightContext) -> Verdict:
+    max_age = ctx.env.refresh_max_age_hours
+    now = utc_now()
+    # Look further back than the limit, so a stale marker reports its age instead of "none".
+    window_h = max(24.0, 3 * max_age)
+    found = ctx.read(
+        lambda: ctx.aws.newest_log_event(
+            ctx.env.worker_log_group, ctx.env.refresh_marker, since=now - timedelta(hours=window_h), until=now
+        )
+    )
+    data: dict[str, Any] = {
+        "log_group": ctx.env.worker_log_group,
+        "api_calls": found.api_calls,
+        "complete": found.complete,
+    }
+    if found.timestamp is None:
+        why = "the log search stopped before the end" if not found.complete else f"none in the last {window_h:g} h"
+        return failed(f"no '{ctx.env.refresh_marker}' marker: {why}; check the worker's token refresh job", **data)
+    age_h = round((now - found.timestamp).total_seconds() / 3600, 2)
+    data |= {"last_success_age_hours": age_h, "last_success_at": found.timestamp.isoformat()}
+    if age_h > max_age:
+        return failed(
+            f"last token refresh success {age_h} h ago (limit {max_age:g} h): the refresh job is failing", **data
+        )
+    return passed(f"last token refresh success {age_h} h ago (limit {max_age:g} h)", **data)
+
+
+def check_openai(ctx: PreflightContext) -> Verdict:
+    key = ctx.secret("openai_api_key")
+    ctx.require_identity()
+    client = ctx.closing(OpenAIClient(base_url=ctx.env.openai_url(), api_key=key, timeout_s=ctx.env.http_timeout_s))
+    result = client.list_models()
+    return passed(f"key accepted: {result.model_count} models visible", status_code=result.status_code)
+
+
+def check_alarms(ctx: PreflightContext) -> Verdict:
+    wanted = ctx.env.alarms
+    states = ctx.read(lambda: ctx.aws.alarms(wanted))
+    missing = [n for n in wanted if n not in states]
+    firing = [n for n in wanted if n in states and states[n].state == "ALARM"]
+    inert = [n for n in wanted if n in states and not states[n].actions_enabled]
+    no_data = [n for n in wanted if n in states and states[n].state == "INSUFFICIENT_DATA"]
+    data = {
+        "states": {n: states[n].state for n in states},
+        "missing": missing,
+        "firing": firing,
+        "actions_disabled": inert,
+    }
+    problems = [f"missing: {', '.join(missing)}"] if missing else []
+    problems += [f"in ALARM: {', '.join(firing)}"] if firing else []
+    problems += [f"actions disabled (would never roll back): {', '.join(inert)}"] if inert else []
+    if problems:
+        return failed("; ".join(problems), **data)
+    if no_data:
+        return warned(f"INSUFFICIENT_DATA: {', '.join(no_data)} (no datapoints yet; not proof of health)", **data)
+    return passed(f"{len(wanted)} alarms exist, OK, actions enabled", **data)
+
+
+def preflight_checks(ctx: PreflightContext) -> list[Check]:
+    def bound(fn: Callable[..., Verdict], *args: Any) -> Callable[[], Verdict]:
+        return lambda: fn(ctx, *args)
+
+    checks = [Check("aws_identity", bound(check_aws_identity))]
+    checks += [Check(f"secrets.{name}", bound(check_secret, name)) for name in ctx.env.secrets]
+    checks += [
+        Check("bot_agent_id_secret_present", bound(check_secret, "richpanel_bot_agent_id")),
+        Check("env_flags", bound(check_env_flags)),
+        Check("richpanel_get", bound(check_richpanel)),
+        Check("shopify_rest", bound(check_shopify_rest)),
+        Check("shopify_graphql", bound(check_shopify_graphql)),
+        Check("shopify_token_refresh_last_success", bound(check_refresh_marker)),
+        Check("openai_models", bound(check_openai)),
+        Check("alarms", bound(check_alarms)),
+    ]
+    return checks
+
+
+def run_preflight(request: RunRequest, config: CutoverConfig, progress: ProgressFn) -> Report:
+    env = config.env(request.env)
+    started = utc_now()
+    ctx = PreflightContext(request, env)
+    checks = preflight_checks(ctx)
+    try:
+        results = run_checks(
+            checks, max_workers=config.max_concurrency, timeout_s=env.check_timeout_s, on_result=progress
+        )
+    finally:
+        ctx.close()
+    results += missing_checks([c.name for c in checks], results)
+    return Report(
+        command="preflight",
+        env=request.env,
+        run_id=new_run_id(),
+        started_at=started,
+        finished_at=utc_now(),
+        overall_status=overall_status([c.name for c in checks], results),
+        checks=results,
+        requested_by=request.requested_by,
+        pr=request.pr,
+    )

@@ -1,0 +1,244 @@
+"""The whole sandbox: moto for AWS, loopback fakes for Shopify, Richpanel and OpenAI, per environment.
+
+It writes an environment map (TOML) whose endpoints point at loopback, seeds AWS with generated
+secrets, and plants PII in what the fakes return, so tests can prove none of it escapes.
+It returns TOML text rather than a config object: `integrations` never imports `commands`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from integrations.sandbox.aws import AwsSandbox, AwsSeed
+from integrations.sandbox.openai import OpenAIFake
+from integrations.sandbox.richpanel import RichpanelFake
+from integrations.sandbox.shopify import ShopifyFake
+
+MOTO_ACCOUNT_ID = "123456789012"  # moto's default account
+REGION = "us-east-2"
+HEALTHY_FLAGS = {
+    "MW_ALLOW_NETWORK_READS": "true",
+    "RICHPANEL_READ_ONLY": "true",
+    "RICHPANEL_WRITE_DISABLED": "true",
+    "RICHPANEL_OUTBOUND_ENABLED": "false",
+    "SHOPIFY_OUTBOUND_ENABLED": "true",
+    "SHOPIFY_WRITE_DISABLED": "true",
+}
+SECRET_NAMES = (
+    "richpanel_api_key",
+    "richpanel_webhook_token",
+    "richpanel_bot_agent_id",
+    "openai_api_key",
+    "shopify_admin_api_token",
+)
+ALARM_KINDS = ("shopify-429s", "worker-error-rate", "openai-failures", "token-refresh-errors")
+
+
+@dataclass
+class Scenario:
+    """What is wrong with one environment; the defaults describe a healthy one."""
+
+    missing_secrets: tuple[str, ...] = ()  # logical names not created in Secrets Manager
+    flag_overrides: dict[str, str | None] = field(default_factory=dict)  # None removes the flag
+    refresh_age_hours: float | None = 1.0  # None: no marker at all
+    alarm_states: dict[str, str] = field(default_factory=dict)  # kind -> OK | ALARM | INSUFFICIENT_DATA
+    alarm_actions_enabled: bool = True
+    config_account_id: str = MOTO_ACCOUNT_ID  # a different id plays "wrong AWS account"
+    unrelated_log_lines: int = 50
+
+
+@dataclass
+class EnvSandbox:
+    """One environment's generated identity, fakes and planted PII."""
+
+    name: str
+    scenario: Scenario
+    shop_domain: str
+    secrets: dict[str, str]  # logical name -> generated value
+    shopify: ShopifyFake
+    richpanel: RichpanelFake
+    openai: OpenAIFake
+    pii: tuple[str, ...]  # strings that must never appear in any output
+
+    def secret_id(self, name: str) -> str:
+        return f"rp-mw/{self.name}/{name}"
+
+    @property
+    def fakes(self) -> tuple[ShopifyFake, RichpanelFake, OpenAIFake]:
+        return (self.shopify, self.richpanel, self.openai)
+
+
+def _generated_secrets() -> dict[str, str]:
+    return {
+        "richpanel_api_key": f"rpk_{secrets.token_hex(16)}",
+        "richpanel_webhook_token": f"whk_{secrets.token_hex(16)}",
+        "richpanel_bot_agent_id": f"agent-{secrets.token_hex(8)}",
+        "openai_api_key": f"sk-proj-{secrets.token_urlsafe(24)}",
+        "shopify_admin_api_token": f"shpat_{secrets.token_hex(16)}",
+    }
+
+
+class Sandbox:
+    """`with Sandbox({"prod": Scenario()}) as sb: config = load_config(sb.write_config(tmp))`.
+
+    While running, the process environment points boto3 at moto (AWS_ENDPOINT_URL and fake keys).
+    """
+
+    def __init__(self, envs: dict[str, Scenario] | None = None, *, latency_s: float = 0.0) -> None:
+        self.scenarios = envs if envs is not None else {"prod": Scenario()}
+        self.latency_s = latency_s
+        self.aws = AwsSandbox(region=REGION)
+        self.envs: dict[str, EnvSandbox] = {}
+        self._saved_environ: dict[str, str | None] = {}
+
+    def start(self) -> Sandbox:
+        self.aws.start()
+        self._apply_environ(self.aws.env())
+        now = datetime.now(UTC)
+        for name, scenario in self.scenarios.items():
+            self.envs[name] = env = self._start_env(name, scenario)
+            self.aws.seed(self._aws_seed(env), now=now)
+        self.set_latency(self.latency_s)
+        return self
+
+    def stop(self) -> None:
+        for env in self.envs.values():
+            for fake in env.fakes:
+                fake.stop()
+        self.aws.stop()
+        for key, value in self._saved_environ.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_environ.clear()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def set_latency(self, seconds: float) -> None:
+        """The same delay on every upstream, AWS included (for the benches)."""
+        self.aws.latency_s = seconds
+        for env in self.envs.values():
+            for fake in env.fakes:
+                fake.latency_s = seconds
+
+    def planted(self) -> list[str]:
+        """Every secret value and PII string the sandbox planted: none may appear in any output."""
+        out: list[str] = []
+        for env in self.envs.values():
+            out += list(env.secrets.values()) + list(env.pii)
+        return out
+
+    def _apply_environ(self, values: dict[str, str]) -> None:
+        for key, value in values.items():
+            self._saved_environ.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    def _start_env(self, name: str, scenario: Scenario) -> EnvSandbox:
+        values = _generated_secrets()
+        shop_domain = f"rp-mw-{name}.myshopify.com"
+        owner_email = f"owner.{secrets.token_hex(3)}@example.com"
+        customer_phone = f"+1 (555) {secrets.randbelow(900) + 100}-{secrets.randbelow(9000) + 1000}"
+        shopify = ShopifyFake(shop_domain, f"Order Status {name}", {values["shopify_admin_api_token"]})
+        shopify.start()
+        richpanel = RichpanelFake(values["richpanel_api_key"]).start()
+        openai = OpenAIFake(values["openai_api_key"]).start()
+        return EnvSandbox(
+            name=name,
+            scenario=scenario,
+            shop_domain=shop_domain,
+            secrets=values,
+            shopify=shopify,  # type: ignore[arg-type]
+            richpanel=richpanel,  # type: ignore[arg-type]
+            openai=openai,  # type: ignore[arg-type]
+            pii=(owner_email, customer_phone),
+        )
+
+    def _aws_seed(self, env: EnvSandbox) -> AwsSeed:
+        sc = env.scenario
+        flags = {**HEALTHY_FLAGS, "SHOPIFY_SHOP_DOMAIN": env.shop_domain}
+        for key, value in sc.flag_overrides.items():
+            if value is None:
+                flags.pop(key, None)
+            else:
+                flags[key] = value
+        # A worker's env also holds values that are not flags; the bot must never read them out.
+        flags["WORKER_CONTACT_EMAIL"] = env.pii[0]
+        return AwsSeed(
+            region=REGION,
+            secrets={env.secret_id(n): v for n, v in env.secrets.items() if n not in sc.missing_secrets},
+            function_name=f"rp-mw-{env.name}-worker",
+            function_env=flags,
+            log_group=f"/aws/lambda/rp-mw-{env.name}-worker",
+            refresh_marker="shopify_token_refresh_success",
+            refresh_age_hours=sc.refresh_age_hours,
+            alarms={f"rp-mw-{env.name}-{k}": sc.alarm_states.get(k, "OK") for k in ALARM_KINDS},
+            alarm_actions_enabled=sc.alarm_actions_enabled,
+            ssm_flag=f"/rp-mw/{env.name}/outbound_enabled",
+            unrelated_log_lines=sc.unrelated_log_lines,
+        )
+
+    # --- the environment map ---------------------------------------------------------------
+    def config_toml(self, *, evidence_dir: str = "evidence", extra_top: str = "") -> str:
+        q = json.dumps  # TOML basic strings are JSON-compatible for these values
+        lines = [
+            f"evidence_dir = {q(evidence_dir)}",
+            'state = "sqlite:///cutover-sandbox.db"',
+            'executor = "local"',
+            extra_top,
+            "[github]",
+            'repo = "acme/rp-mw"',
+            "[slack]",
+            'channel = "C0CUTOVER"',
+        ]
+        for name, env in self.envs.items():
+            alarms = ", ".join(q(f"rp-mw-{name}-{k}") for k in ALARM_KINDS)
+            lines += [
+                f"[envs.{name}]",
+                f"aws_account_id = {q(env.scenario.config_account_id)}",
+                f"aws_region = {q(REGION)}",
+                f"shop_domain = {q(env.shop_domain)}",
+                f'worker_function = "rp-mw-{name}-worker"',
+                f'worker_log_group = "/aws/lambda/rp-mw-{name}-worker"',
+                'refresh_marker = "shopify_token_refresh_success"',
+                "refresh_max_age_hours = 8",
+                f"alarms = [{alarms}]",
+                f'outbound_flag = {{ ssm_parameter = "/rp-mw/{name}/outbound_enabled" }}',
+                'internal_test_address = "cutover-canary@example.com"',
+                'runners = ["S0CUTOVER", "U0ENGINEER"]',
+                'approvers = ["U0MANAGER1"]',
+                "check_timeout_s = 5",
+                "http_timeout_s = 2",
+                f"[envs.{name}.secrets]",
+                *(f"{n} = {q(env.secret_id(n))}" for n in SECRET_NAMES),
+                f"[envs.{name}.endpoints]",
+                f"shopify = {q(env.shopify.url)}",
+                f"richpanel = {q(env.richpanel.url)}",
+                f"openai = {q(env.openai.base_url)}",
+            ]
+        return "\n".join(lines) + "\n"
+
+    def write_config(self, directory: Path | str, **kwargs: str) -> Path:
+        path = Path(directory) / "cutover.sandbox.toml"
+        path.write_text(self.config_toml(**kwargs), encoding="utf-8")
+        return path
+
+
+@contextmanager
+def running(envs: dict[str, Scenario] | None = None, *, latency_s: float = 0.0) -> Iterator[Sandbox]:
+    sandbox = Sandbox(envs, latency_s=latency_s)
+    try:
+        yield sandbox.start()
+    finally:
+        sandbox.stop()

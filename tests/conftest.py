@@ -1,0 +1,60 @@
+"""Shared fixtures: one sandbox per test session, with one environment per scenario.
+
+Each scenario is its own environment (own fakes, own AWS resources), so tests need no reseeding;
+upstream faults are injected per test on the healthy `prod` and cleared after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from commands.config import CutoverConfig, load_config
+from integrations.sandbox.env import Sandbox, Scenario
+
+SCENARIOS = {
+    "prod": Scenario(),
+    "missing-secret": Scenario(missing_secrets=("richpanel_bot_agent_id",)),
+    "wrong-flag": Scenario(flag_overrides={"RICHPANEL_OUTBOUND_ENABLED": "true", "SHOPIFY_WRITE_DISABLED": None}),
+    "stale-marker": Scenario(refresh_age_hours=12),
+    "no-marker": Scenario(refresh_age_hours=None),
+    "firing-alarm": Scenario(alarm_states={"worker-error-rate": "ALARM"}),
+    "quiet-alarm": Scenario(alarm_states={"openai-failures": "INSUFFICIENT_DATA"}),
+    "inert-alarms": Scenario(alarm_actions_enabled=False),
+    "wrong-account": Scenario(config_account_id="999988887777"),
+}
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory) -> Iterator[Sandbox]:
+    with Sandbox(SCENARIOS) as sb:
+        yield sb
+
+
+@pytest.fixture(scope="session")
+def config_path(sandbox, tmp_path_factory) -> Path:
+    return sandbox.write_config(tmp_path_factory.mktemp("config"))
+
+
+@pytest.fixture(scope="session")
+def config(config_path) -> CutoverConfig:
+    return load_config(config_path)
+
+
+@pytest.fixture(autouse=True)
+def _clear_faults(request) -> Iterator[None]:
+    yield
+    if "sandbox" in request.fixturenames:
+        sb: Sandbox = request.getfixturevalue("sandbox")
+        for env in sb.envs.values():
+            for fake in env.fakes:
+                fake.clear_faults()
+
+
+def assert_nothing_planted(sandbox: Sandbox, *outputs: str) -> None:
+    """No secret value or PII the sandbox planted appears in any of these outputs."""
+    for value in sandbox.planted():
+        for out in outputs:
+            assert value not in out, "a planted secret or PII value escaped"
