@@ -104,11 +104,16 @@ def _verify(bundle: Path) -> int:
     return EXIT_PASS
 
 
+def make_console() -> Console:
+    # Piped output (CI logs, files) gets a readable width instead of rich's 80-column fallback.
+    return Console() if sys.stdout.isatty() else Console(width=120)
+
+
 def run_command(args: argparse.Namespace, config: CutoverConfig, *, console: Console | None = None) -> int:
     from bot.terminal import LiveChecks, print_outcome
     from bot.wiring import publisher_for
 
-    console = console or Console()
+    console = console or make_console()
     config.env(args.env)  # unknown env: exit 2 before anything runs
     request = RunRequest(
         command=args.subcommand,

@@ -71,5 +71,5 @@ def print_outcome(console: Console, outcome: Outcome, *, keep_account_ids: bool)
     console.print(checks_table(report.failing_first(), title=f"{report.command} {report.env}"))
     style = "bold green" if report.passed else "bold red"
     console.print(Text(REDACTOR.redact(render.summary_line(report), keep_account_ids=keep_account_ids), style=style))
-    console.print(f"evidence: {outcome.bundle.path}")
+    console.print(f"evidence: {outcome.bundle.path}", soft_wrap=True)
     console.print(f"pull request: {REDACTOR.redact(outcome.evidence.detail)}")

