@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from commands.config import load_config  # noqa: E402
-from commands.execute import RunRequest, execute  # noqa: E402
-from integrations.sandbox.env import Sandbox, Scenario  # noqa: E402
+from commands.config import load_config
+from commands.execute import RunRequest, execute
+from integrations.sandbox.env import Sandbox, Scenario
 
 TARGET = 1.25
 
@@ -44,10 +44,12 @@ def main() -> int:
             total = sum(c.duration_ms for c in checks) / 1000
             rows.append((wall, slowest.duration_ms / 1000, slowest.name, total, outcome.report.overall_status))
     print(
-        f"latency on every upstream (AWS included): {args.latency * 1000:.0f} ms, {len(checks)} checks, {args.runs} runs"
+        f"latency on every upstream (AWS included): {args.latency * 1000:.0f} ms, "
+        f"{len(checks)} checks, {args.runs} runs"
     )
     print(
-        f"{'run':>3} {'wall s':>7} {'slowest s':>9} {'slowest check':<36} {'sum s':>6} {'wall/slowest':>12} {'sum/wall':>8}"
+        f"{'run':>3} {'wall s':>7} {'slowest s':>9} {'slowest check':<36} {'sum s':>6} "
+        f"{'wall/slowest':>12} {'sum/wall':>8}"
     )
     for i, (wall, slow, name, total, status) in enumerate(rows, 1):
         print(

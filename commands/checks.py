@@ -139,7 +139,9 @@ def _verdict_of(check: Check) -> Verdict:
     except Skip as exc:
         return Verdict(Status.SKIP, str(exc))
     except UpstreamError as exc:
-        return Verdict(Status.FAIL, str(exc), {"upstream": exc.system, "status_code": exc.status_code, "code": exc.code})
+        return Verdict(
+            Status.FAIL, str(exc), {"upstream": exc.system, "status_code": exc.status_code, "code": exc.code}
+        )
     except Exception as exc:
         log.warning("check %s raised %s", check.name, exc.__class__.__name__, exc_info=True)
         return Verdict(Status.FAIL, f"unexpected error: {exc.__class__.__name__}: {exc}")

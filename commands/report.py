@@ -85,4 +85,8 @@ def overall_status(expected: Iterable[str], checks: Iterable[CheckResult]) -> Li
 def missing_checks(expected: Iterable[str], checks: Iterable[CheckResult]) -> list[CheckResult]:
     """A FAIL result for each expected check that produced nothing, so the report says what is missing."""
     seen = {c.name for c in checks}
-    return [CheckResult(name=n, status=Status.FAIL, detail="no result: the check did not report") for n in expected if n not in seen]
+    return [
+        CheckResult(name=n, status=Status.FAIL, detail="no result: the check did not report")
+        for n in expected
+        if n not in seen
+    ]

@@ -34,7 +34,8 @@ ALL_CHECKS = {
 
 def run(config, env, tmp_path, **kwargs):
     seen = []
-    outcome = execute(RunRequest("preflight", env, **kwargs), config=config, progress=seen.append, evidence_root=tmp_path)
+    request = RunRequest("preflight", env, **kwargs)
+    outcome = execute(request, config=config, progress=seen.append, evidence_root=tmp_path)
     assert sorted(c.name for c in seen) == sorted(c.name for c in outcome.report.checks)  # progress saw every check
     return outcome
 
@@ -146,7 +147,8 @@ def test_each_upstream_fault_fails_exactly_its_check(sandbox, config, tmp_path, 
     spec, reason = FAULTS[fault]
     # The broken upstream echoes a secret and PII in its body: none of it may reach the report.
     leaky = {"errors": f"customer {env.pii[0]} {env.pii[1]} key {env.secrets['openai_api_key']}"}
-    planted = Fault(spec.kind, spec.status, spec.seconds, spec.retry_after, body=leaky if spec.kind == "status" else None)
+    body = leaky if spec.kind == "status" else None
+    planted = Fault(spec.kind, spec.status, spec.seconds, spec.retry_after, body=body)
     getattr(env, system).inject(path, planted)
     outcome = run(config, "prod", tmp_path)
     assert failing(outcome) == {check_name}
