@@ -46,8 +46,8 @@ def config(config_path) -> CutoverConfig:
 @pytest.fixture(autouse=True)
 def _clear_faults(request) -> Iterator[None]:
     yield
-    if "sandbox" in request.fixturenames:
-        sb: Sandbox = request.getfixturevalue("sandbox")
+    sb = request.getfixturevalue("sandbox") if "sandbox" in request.fixturenames else None
+    if isinstance(sb, Sandbox):  # other modules have a `sandbox` fixture of their own
         for env in sb.envs.values():
             for fake in env.fakes:
                 fake.clear_faults()
