@@ -111,7 +111,7 @@ def make_console() -> Console:
 
 def run_command(args: argparse.Namespace, config: CutoverConfig, *, console: Console | None = None) -> int:
     from bot.terminal import LiveChecks, print_outcome
-    from bot.wiring import publisher_for
+    from bot.wiring import drain_in_background, publisher_for
 
     console = console or make_console()
     config.env(args.env)  # unknown env: exit 2 before anything runs
@@ -124,7 +124,8 @@ def run_command(args: argparse.Namespace, config: CutoverConfig, *, console: Con
         aws_region=args.aws_region,
         shop_domain=args.shop_domain,
     )
-    publisher = publisher_for(config, console=console)
+    publisher = publisher_for(config)
+    drain_in_background(publisher)
     keep = args.include_aws_account_id
     outcomes: list[Outcome] = []
     for i in range(args.runs):

@@ -91,17 +91,20 @@ def execute(
         request = replace(request, pr=config.github.default_pr)
     report = runner(request, config, progress)
     bundle = write_bundle(report, evidence_root or config.evidence_dir, keep_account_ids=request.include_aws_account_id)
-    if publisher is None:
-        return Outcome(report, bundle)
     if request.pr is None:
-        return Outcome(
-            report, bundle, EvidenceResult("local", "no PR given: evidence kept locally, nothing written to GitHub")
-        )
-    try:
-        evidence = publisher.publish(report, bundle, pr=request.pr, keep_account_ids=request.include_aws_account_id)
-    except Exception as exc:  # the run's result stands even if publishing breaks; the bundle is on disk
-        log.exception("publishing evidence failed")
+        evidence = EvidenceResult("local", "no PR given: evidence kept locally, nothing written to GitHub")
+    elif publisher is None:
         evidence = EvidenceResult(
-            "local", f"publishing failed ({exc.__class__.__name__}); bundle kept at {bundle.path}"
+            "local",
+            f"PR #{request.pr} named, but GitHub is not configured (GITHUB_TOKEN and github.repo or "
+            "GITHUB_REPOSITORY): evidence kept locally",
         )
+    else:
+        try:
+            evidence = publisher.publish(report, bundle, pr=request.pr, keep_account_ids=request.include_aws_account_id)
+        except Exception as exc:  # the run's result stands even if publishing breaks; the bundle is on disk
+            log.exception("publishing evidence failed")
+            evidence = EvidenceResult(
+                "local", f"publishing failed ({exc.__class__.__name__}); bundle kept at {bundle.path}"
+            )
     return Outcome(report, bundle, evidence)

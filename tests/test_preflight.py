@@ -203,3 +203,25 @@ def test_evidence_defaults_to_the_maps_folder(config, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     outcome = execute(RunRequest("preflight", "prod"), config=config)
     assert Path(outcome.bundle.path).resolve().is_relative_to((tmp_path / "evidence" / "prod").resolve())
+
+
+def test_cli_with_a_pr_attaches_the_evidence_to_it(sandbox, config_path, tmp_path, capsys):
+    from integrations.sandbox.env import PR_BRANCH, PR_NUMBER
+
+    argv = ["preflight", "--env", "prod", "--config", str(config_path), "--pr", str(PR_NUMBER)]
+    assert main([*argv, "--evidence-dir", str(tmp_path)]) == 0
+    assert f"pull request: attached to PR #{PR_NUMBER}: 3 files in commit" in capsys.readouterr().out
+    comments = sandbox.github.comments(PR_NUMBER)
+    assert len([c for c in comments if "cutover:prod:preflight" in c["body"]]) == 1
+    files = sandbox.github.files_at(PR_BRANCH)
+    assert any(path.startswith("evidence/prod/") and path.endswith("/manifest.json") for path in files)
+    statuses = sandbox.github.statuses(sandbox.github.head_sha(PR_BRANCH))
+    assert any(s["context"] == "cutover/prod/preflight" and s["state"] == "success" for s in statuses)
+    assert_nothing_planted(sandbox, *(c["body"] for c in comments), *(b.decode() for b in files.values()))
+
+
+def test_a_pr_without_github_configured_keeps_evidence_local_and_says_so(config_path, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("GITHUB_TOKEN")
+    argv = ["preflight", "--env", "prod", "--config", str(config_path), "--pr", "7", "--evidence-dir", str(tmp_path)]
+    assert main(argv) == 0
+    assert "GitHub is not configured" in capsys.readouterr().out

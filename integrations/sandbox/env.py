@@ -17,9 +17,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from integrations.sandbox.aws import AwsSandbox, AwsSeed
+from integrations.sandbox.github import GitHubFake
 from integrations.sandbox.openai import OpenAIFake
 from integrations.sandbox.richpanel import RichpanelFake
 from integrations.sandbox.shopify import ShopifyFake
+from integrations.sandbox.slack import SlackFake
+
+REPO = "acme/rp-mw"
+PR_NUMBER = 7
+PR_BRANCH = "cutover/order-status"
+CHANNEL = "C0CUTOVER"
+RUNNERS_GROUP = "S0CUTOVER"
+ENGINEER, MANAGER = "U0ENGINEER", "U0MANAGER1"
 
 MOTO_ACCOUNT_ID = "123456789012"  # moto's default account
 REGION = "us-east-2"
@@ -88,19 +97,39 @@ def _generated_secrets() -> dict[str, str]:
 class Sandbox:
     """`with Sandbox({"prod": Scenario()}) as sb: config = load_config(sb.write_config(tmp))`.
 
-    While running, the process environment points boto3 at moto (AWS_ENDPOINT_URL and fake keys).
+    While running, the process environment points every client at loopback through the ecosystem's
+    own variables: AWS_ENDPOINT_URL (+ fake keys), GITHUB_API_URL/GITHUB_TOKEN, SLACK_API_URL and the
+    Slack tokens. A pull request #7 exists on the GitHub fake, and the runners' user group holds the
+    engineer on the Slack fake.
     """
 
     def __init__(self, envs: dict[str, Scenario] | None = None, *, latency_s: float = 0.0) -> None:
         self.scenarios = envs if envs is not None else {"prod": Scenario()}
         self.latency_s = latency_s
         self.aws = AwsSandbox(region=REGION)
+        self.github_token = f"ghs_{secrets.token_hex(18)}"
+        self.slack_bot_token = f"xoxb-{secrets.randbelow(10**12)}-{secrets.token_hex(12)}"
+        self.slack_signing_secret = secrets.token_hex(16)
+        self.github = GitHubFake(repo=REPO, token=self.github_token)
+        self.slack = SlackFake(token=self.slack_bot_token, groups={RUNNERS_GROUP: [ENGINEER]})
         self.envs: dict[str, EnvSandbox] = {}
         self._saved_environ: dict[str, str | None] = {}
 
     def start(self) -> Sandbox:
         self.aws.start()
-        self._apply_environ(self.aws.env())
+        self.github.start()
+        self.slack.start()
+        self.github.add_pr(PR_NUMBER, PR_BRANCH)
+        self._apply_environ(
+            {
+                **self.aws.env(),
+                "GITHUB_API_URL": self.github.url,
+                "GITHUB_TOKEN": self.github_token,
+                "SLACK_API_URL": self.slack.url + "/api/",
+                "SLACK_BOT_TOKEN": self.slack_bot_token,
+                "SLACK_SIGNING_SECRET": self.slack_signing_secret,
+            }
+        )
         now = datetime.now(UTC)
         for name, scenario in self.scenarios.items():
             self.envs[name] = env = self._start_env(name, scenario)
@@ -112,6 +141,8 @@ class Sandbox:
         for env in self.envs.values():
             for fake in env.fakes:
                 fake.stop()
+        self.github.stop()
+        self.slack.stop()
         self.aws.stop()
         for key, value in self._saved_environ.items():
             if value is None:
@@ -135,7 +166,7 @@ class Sandbox:
 
     def planted(self) -> list[str]:
         """Every secret value and PII string the sandbox planted: none may appear in any output."""
-        out: list[str] = []
+        out: list[str] = [self.github_token, self.slack_bot_token, self.slack_signing_secret]
         for env in self.envs.values():
             out += list(env.secrets.values()) + list(env.pii)
         return out
@@ -198,9 +229,9 @@ class Sandbox:
             'executor = "local"',
             extra_top,
             "[github]",
-            'repo = "acme/rp-mw"',
+            f"repo = {q(REPO)}",
             "[slack]",
-            'channel = "C0CUTOVER"',
+            f"channel = {q(CHANNEL)}",
         ]
         for name, env in self.envs.items():
             alarms = ", ".join(q(f"rp-mw-{name}-{k}") for k in ALARM_KINDS)
@@ -216,8 +247,8 @@ class Sandbox:
                 f"alarms = [{alarms}]",
                 f'outbound_flag = {{ ssm_parameter = "/rp-mw/{name}/outbound_enabled" }}',
                 'internal_test_address = "cutover-canary@example.com"',
-                'runners = ["S0CUTOVER", "U0ENGINEER"]',
-                'approvers = ["U0MANAGER1"]',
+                f"runners = [{q(RUNNERS_GROUP)}]",
+                f"approvers = [{q(MANAGER)}]",
                 "check_timeout_s = 5",
                 "http_timeout_s = 2",
                 f"[envs.{name}.secrets]",

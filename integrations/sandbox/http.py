@@ -161,6 +161,7 @@ class FakeUpstream:
 def _make_handler(fake: FakeUpstream) -> type[BaseHTTPRequestHandler]:
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # otherwise small answers wait ~40 ms for a delayed ACK
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read `requests`
             pass

@@ -1,0 +1,374 @@
+"""Evidence on the pull request: proof files in one commit, a commit status, one sticky comment per env and command.
+
+The domain talks to GitHub only through `EvidenceSink` (integrations/github.py's `GitHubEvidence`
+satisfies it; the bot wires it in). Every string handed to the sink passes through the redactor
+right before the call, so the sink only ever sees redacted text.
+
+Order per run: commit the files (so the links resolve), then the status, then the comment. When
+GitHub fails with something worth retrying, the job waits in the `Outbox` with the steps already
+done, and `drain()` finishes it later without repeating any of them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import quote
+
+from commands import render
+from commands.evidence import MANIFEST, Bundle
+from commands.execute import EvidenceResult
+from commands.outbox import Job, Outbox, is_retryable, retrying
+from commands.redaction import REDACTOR, Redactor
+from commands.report import Report, Status
+
+log = logging.getLogger(__name__)
+
+COMMENT_LIMIT = 65_536  # GitHub refuses a longer comment body
+HISTORY_LIMIT = 20  # runs listed in a sticky comment, newest first
+HISTORY_LINE_LIMIT = 300
+STATUS_DESCRIPTION_LIMIT = 140
+HISTORY_START = "<!-- cutover:history -->"
+HISTORY_END = "<!-- /cutover:history -->"
+PENDING_DETAIL = "GitHub unavailable: evidence queued, will retry"
+JOB_VERSION = 1
+_RUN_ID = re.compile(r"\(run ([0-9A-Za-z]+)\)")
+
+
+# --- what the domain needs from GitHub --------------------------------------------------
+class PullHeadInfo(Protocol):
+    @property
+    def number(self) -> int: ...
+    @property
+    def sha(self) -> str: ...
+    @property
+    def branch(self) -> str: ...
+    @property
+    def html_url(self) -> str: ...
+    @property
+    def read_only(self) -> bool: ...
+
+
+class CommitInfo(Protocol):
+    @property
+    def sha(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+
+
+class EvidenceSink(Protocol):
+    """A place to leave evidence. Raises `integrations.errors.UpstreamError` on any failure."""
+
+    def pr_head(self, pr: int) -> PullHeadInfo: ...
+    def find_comment(self, pr: int, marker: str) -> tuple[int, str] | None: ...
+    def upsert_comment(self, pr: int, marker: str, body: str) -> str: ...
+    def set_status(self, sha: str, context: str, state: str, description: str, target_url: str | None) -> None: ...
+    def commit_files(self, branch: str, files: dict[str, bytes], message: str) -> CommitInfo: ...
+
+
+@runtime_checkable
+class StatusReader(Protocol):
+    """Optional: lets the publisher carry the other cutover statuses onto the evidence commit."""
+
+    def statuses(self, sha: str) -> dict[str, tuple[str, str, str | None]]: ...
+
+
+def marker(env: str, command: str) -> str:
+    return f"<!-- cutover:{env}:{command} -->"
+
+
+def status_context(env: str, command: str) -> str:
+    return f"cutover/{env}/{command}"
+
+
+# --- the publisher ----------------------------------------------------------------------
+class GitHubPublisher:
+    """The `Publisher` of commands/execute.py over an `EvidenceSink`, with a durable outbox behind it."""
+
+    def __init__(
+        self,
+        sink: EvidenceSink,
+        outbox: Outbox,
+        *,
+        evidence_dir: str,
+        redactor: Redactor = REDACTOR,
+        attempts: int = 3,
+        wait_s: float = 1.0,
+        max_wait_s: float = 8.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.sink = sink
+        self.outbox = outbox
+        self.evidence_dir = evidence_dir.strip("/") or "evidence"
+        self.redactor = redactor
+        self._retry = {"attempts": attempts, "wait_s": wait_s, "max_wait_s": max_wait_s, "sleep": sleep}
+
+    def publish(self, report: Report, bundle: Bundle, *, pr: int | None, keep_account_ids: bool) -> EvidenceResult:
+        if pr is None:
+            return EvidenceResult(
+                "local", f"no PR given: evidence kept locally at {bundle.path}, nothing written to GitHub"
+            )
+        job = new_job(
+            report,
+            bundle,
+            pr=pr,
+            keep_account_ids=keep_account_ids,
+            evidence_dir=self.evidence_dir,
+            redactor=self.redactor,
+        )
+        self.outbox.save(job)  # on disk before the first call: a crash mid-way loses nothing
+        return self._run(job["id"])
+
+    def drain(self) -> list[EvidenceResult]:
+        """Send every pending job (at start-up, or on a timer). Jobs another process is sending are skipped."""
+        return [self._run(job["id"]) for job in self.outbox.pending()]
+
+    # --- one job -------------------------------------------------------------------------
+    def _run(self, job_id: str) -> EvidenceResult:
+        with self.outbox.claim(job_id) as mine:
+            job = self.outbox.load(job_id) if mine else None
+            if job is None:
+                return EvidenceResult("pending", f"{PENDING_DETAIL} (being sent by another worker)")
+            try:
+                result = retrying(**self._retry)(self._send, job)
+            except Exception as exc:
+                job["attempts"] = job.get("attempts", 0) + 1
+                job["last_error"] = self.redactor.redact(str(exc))
+                if is_retryable(exc):
+                    log.warning("evidence for PR #%s queued: %s", job["pr"], job["last_error"])
+                    self.outbox.save(job)
+                    return EvidenceResult("pending", PENDING_DETAIL)
+                log.error("evidence for PR #%s not attached: %s", job["pr"], job["last_error"])
+                self.outbox.fail(job, job["last_error"])
+                detail = (
+                    f"GitHub refused the evidence for PR #{job['pr']}: {job['last_error']}; "
+                    f"bundle kept at {job['local_path']}"
+                )
+                return EvidenceResult("local", detail)
+            self.outbox.remove(job_id)
+            return result
+
+    def _send(self, job: Job) -> EvidenceResult:
+        """Do the steps not yet done, saving the job after each one."""
+        steps = job["steps"]
+        pr = job["pr"]
+        if job["head"] is None:
+            head = self.sink.pr_head(pr)
+            if head.read_only:
+                why = getattr(head, "reason", "") or "a fork or a branch the bot cannot write"
+                detail = (
+                    f"PR #{pr} is read-only for the bot ({why}): evidence kept locally at {job['local_path']}, "
+                    "nothing written to GitHub"
+                )
+                return EvidenceResult("local", detail)
+            job["head"] = {"sha": head.sha, "branch": head.branch, "html_url": head.html_url}
+            self.outbox.save(job)
+        head = job["head"]
+        repo_url = head["html_url"].rsplit("/pull/", 1)[0]
+        files = _redact_files(_decode_files(job["files"]), self._redact(job))
+
+        if steps["commit"] is None:
+            paths = {f"{job['bundle_dir']}/{name}": body for name, body in files.items()}
+            ref = self.sink.commit_files(head["branch"], paths, self._redact(job)(job["commit_message"]))
+            steps["commit"] = {"sha": ref.sha, "url": ref.url}
+            self.outbox.save(job)
+        commit = steps["commit"]
+        links = EvidenceLinks(repo_url, commit["sha"], job["bundle_dir"])
+
+        if not steps["carried"]:
+            self._carry_statuses(job, commit["sha"])
+            steps["carried"] = True
+            self.outbox.save(job)
+
+        if not steps["status"]:
+            redact = self._redact(job)
+            state = "success" if job["overall_status"] == "PASS" else "failure"
+            description = _clip(redact(job["summary"]), STATUS_DESCRIPTION_LIMIT)
+            self.sink.set_status(commit["sha"], job["context"], state, description, redact(links.folder))
+            steps["status"] = True
+            self.outbox.save(job)
+
+        if steps["comment"] is None:
+            found = self.sink.find_comment(pr, job["marker"])
+            previous = found[1] if found else None
+            body = self._redact(job)(compose_comment(job, links, previous=previous))
+            if len(body) > COMMENT_LIMIT:  # redaction lengthened it (a newly registered secret): leave room
+                limit = 2 * COMMENT_LIMIT - len(body) - 1024
+                body = self._redact(job)(compose_comment(job, links, previous=previous, limit=limit))
+            steps["comment"] = self.sink.upsert_comment(pr, job["marker"], body)
+            self.outbox.save(job)
+
+        detail = (
+            f"attached to PR #{pr}: {len(files)} files in commit {commit['sha'][:7]}, "
+            f"status {job['context']}, sticky comment"
+        )
+        return EvidenceResult("attached", detail, url=steps["comment"])
+
+    def _carry_statuses(self, job: Job, new_sha: str) -> None:
+        """The evidence commit becomes the PR head; re-post the other cutover statuses so the PR keeps showing them."""
+        old_sha = job["head"]["sha"]
+        if new_sha == old_sha or not isinstance(self.sink, StatusReader):
+            return
+        redact = self._redact(job)
+        for context, (state, description, target) in sorted(self.sink.statuses(old_sha).items()):
+            if context.startswith("cutover/") and context != job["context"]:
+                self.sink.set_status(new_sha, context, state, redact(description), redact(target) if target else None)
+
+    def _redact(self, job: Job) -> Callable[[str], str]:
+        keep = bool(job["keep_account_ids"])
+        return lambda text: self.redactor.redact(text, keep_account_ids=keep)
+
+
+# --- a job ----------------------------------------------------------------------------------
+def new_job(
+    report: Report, bundle: Bundle, *, pr: int, keep_account_ids: bool, evidence_dir: str, redactor: Redactor = REDACTOR
+) -> Job:
+    """Everything a later send needs, already redacted: the outbox never holds a raw secret."""
+
+    def redact(text: str) -> str:
+        return redactor.redact(text, keep_account_ids=keep_account_ids)
+
+    files = _redact_files(dict(bundle.files), redact)
+    passing = report.by_status(Status.PASS)
+    not_passing = [c for c in report.failing_first() if c.status != Status.PASS]
+    icon = render.STATUS_ICON[Status(report.overall_status)]
+    head_line = f"### {icon} `{report.command}` on `{report.env}`: {report.overall_status}"
+    summary = redact(render.summary_line(report))
+    started = report.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return {
+        "version": JOB_VERSION,
+        "id": f"{report.env}-{report.command}-{report.run_id}",
+        "created_at": datetime.now(UTC).isoformat(),
+        "pr": pr,
+        "env": report.env,
+        "command": report.command,
+        "run_id": report.run_id,
+        "overall_status": report.overall_status,
+        "keep_account_ids": keep_account_ids,
+        "marker": marker(report.env, report.command),
+        "context": status_context(report.env, report.command),
+        "summary": summary,
+        "started": started,
+        "commit_message": redact(
+            f"cutover evidence: {report.command} {report.env} {report.overall_status} (run {report.run_id})\n\n"
+            f"{render.summary_line(report)}\n"
+        ),
+        "section_full": redact(f"{head_line}\n\n{summary}\n\n{render.markdown_table(report)}"),
+        "section_short": redact(
+            f"{head_line}\n\n{summary}\n\n"
+            + (render.markdown_table(report, checks=not_passing) if not_passing else "_every check passed_")
+        ),
+        "passing_omitted": len(passing),
+        "bundle_dir": redact(f"{evidence_dir}/{report.env}/{bundle.name}"),
+        "local_path": str(bundle.path),
+        "files": {name: base64.b64encode(body).decode("ascii") for name, body in files.items()},
+        "head": None,
+        "steps": {"commit": None, "carried": False, "status": False, "comment": None},
+        "attempts": 0,
+        "last_error": None,
+    }
+
+
+# --- the comment ------------------------------------------------------------------------
+class EvidenceLinks:
+    """Links pinned to the evidence commit, so they keep working after the branch moves or is deleted."""
+
+    def __init__(self, repo_url: str, sha: str, folder: str) -> None:
+        self.repo_url, self.sha, self._folder = repo_url, sha, folder
+
+    @property
+    def folder(self) -> str:
+        return f"{self.repo_url}/tree/{self.sha}/{quote(self._folder)}"
+
+    def file(self, name: str) -> str:
+        return f"{self.repo_url}/blob/{self.sha}/{quote(self._folder)}/{quote(name)}"
+
+    @property
+    def commit(self) -> str:
+        return f"{self.repo_url}/commit/{self.sha}"
+
+
+def parse_history(body: str | None) -> list[str]:
+    """The one-line history of an earlier sticky comment, newest first ('' or a foreign body -> [])."""
+    if not body or HISTORY_START not in body:
+        return []
+    section = body.split(HISTORY_START, 1)[1].split(HISTORY_END, 1)[0]
+    return [line[:HISTORY_LINE_LIMIT] for line in section.splitlines() if line.startswith("- ")]
+
+
+def _history(job: Job, links: EvidenceLinks, previous: str | None) -> list[str]:
+    icon = "✅" if job["overall_status"] == "PASS" else "❌"
+    line = f"- {job['started']} {icon} {job['summary']} · [evidence]({links.folder})"
+    older = [h for h in parse_history(previous) if _RUN_ID.search(h) is None or _RUN_ID.search(h)[1] != job["run_id"]]
+    return [line[:HISTORY_LINE_LIMIT], *older][:HISTORY_LIMIT]
+
+
+def compose_comment(job: Job, links: EvidenceLinks, *, previous: str | None, limit: int = COMMENT_LIMIT) -> str:
+    """The sticky comment; shortened (failing checks kept, passing ones counted) if it would pass `limit`."""
+    names = sorted(_decode_files(job["files"]))
+    proof = " · ".join(f"[{n}]({links.file(n)})" for n in names)
+    tail = "\n".join(
+        [
+            "",
+            f"**Proof files** (commit [`{links.sha[:7]}`]({links.commit})): {proof} · [folder]({links.folder})",
+            "",
+            "**History** (newest first)",
+            HISTORY_START,
+            *_history(job, links, previous),
+            HISTORY_END,
+            "",
+        ]
+    )
+    title = f"{job['marker']}\n## Cutover evidence: `{job['command']}` on `{job['env']}`\n\n"
+    body = title + job["section_full"] + "\n" + tail
+    if len(body) <= limit:
+        return body
+    report_md = links.file("report.md")
+    note = (
+        f"\n\n_Shortened to fit GitHub's comment limit: {job['passing_omitted']} passing checks counted, "
+        f"not listed. Full table: [report.md]({report_md})._\n"
+    )
+    section = job["section_short"]
+    budget = limit - len(title) - len(note) - len(tail) - 1
+    if len(section) > budget:
+        cut = "\n\n_…cut here: the rest of the failing checks are in report.md._"
+        section = section[: max(0, budget - len(cut))].rsplit("\n", 1)[0] + cut
+    return title + section + note + tail
+
+
+# --- files --------------------------------------------------------------------------------
+def _decode_files(files: dict[str, str]) -> dict[str, bytes]:
+    return {name: base64.b64decode(body) for name, body in files.items()}
+
+
+def _redact_files(files: dict[str, bytes], redact: Callable[[str], str]) -> dict[str, bytes]:
+    """Redact every text file; if that changes one, re-hash it in the manifest so the bundle still verifies."""
+    out: dict[str, bytes] = {}
+    changed = False
+    for name, body in files.items():
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            out[name] = body  # binary proof: nothing a text pattern could find
+            continue
+        clean = redact(text).encode("utf-8")
+        changed |= clean != body and name != MANIFEST
+        out[name] = clean
+    if changed and MANIFEST in out:
+        manifest: dict[str, Any] = json.loads(out[MANIFEST])
+        for name, meta in manifest.get("files", {}).items():
+            if name in out:
+                meta.update(sha256=hashlib.sha256(out[name]).hexdigest(), size=len(out[name]))
+        out[MANIFEST] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    return out
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

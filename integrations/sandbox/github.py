@@ -1,0 +1,523 @@
+"""A loopback GitHub: enough of the REST API for PyGithub to comment, set statuses and commit evidence.
+
+State lives in memory: pull requests, comments, statuses, and a small git object store (blobs, flat
+trees, commits, branch refs), so a test can read back exactly what was committed. Faults come from
+`FakeUpstream.inject` (per path regex), e.g. `Fault("status", status=500, times=1)` on `/git/commits$`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+import threading
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote
+
+from integrations.sandbox.http import FakeUpstream, Request, Response
+
+SANDBOX_TOKEN = "ghp_sandboxtoken0000000000000000000000"
+COMMENT_LIMIT = 65_536
+STATUS_STATES = {"error", "failure", "pending", "success"}
+
+
+def blob_sha(content: bytes) -> str:
+    """Git's own blob id, so a test can compare with `git hash-object`."""
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _not_found() -> Response:
+    return Response(404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"})
+
+
+def _invalid(message: str) -> Response:
+    return Response(422, {"message": message, "documentation_url": "https://docs.github.com/rest"})
+
+
+class GitHubFake(FakeUpstream):
+    name = "github"
+
+    def __init__(
+        self,
+        *,
+        repo: str = "acme/rp-mw",
+        token: str = SANDBOX_TOKEN,
+        can_push: bool = True,
+        default_branch: str = "main",
+    ) -> None:
+        super().__init__()
+        self.repo = repo
+        self.token = token
+        self.can_push = can_push
+        self.default_branch = default_branch
+        self._state = threading.RLock()
+        self._ids = itertools.count(1001)
+        self.blobs: dict[str, bytes] = {}
+        self.trees: dict[str, dict[str, str]] = {}  # tree sha -> {full path: blob sha} (flat, enough here)
+        self.commits: dict[str, dict[str, Any]] = {}
+        self.refs: dict[str, str] = {}  # branch -> commit sha
+        self.pulls: dict[int, dict[str, Any]] = {}
+        self._comments: dict[int, dict[str, Any]] = {}
+        self._statuses: list[dict[str, Any]] = []
+        self.dispatches: list[dict[str, Any]] = []
+        root = self._make_commit({"README.md": b"# rp-mw\n"}, parents=[], message="initial commit")
+        self.refs[default_branch] = root
+        self._register_routes()
+
+    def start(self) -> GitHubFake:
+        super().start()
+        # Headers and body leave in two writes; with Nagle on, each answer waits ~40 ms for a delayed ACK.
+        assert self._server is not None
+        self._server.RequestHandlerClass.disable_nagle_algorithm = True  # type: ignore[attr-defined]
+        return self
+
+    # --- helpers for tests -------------------------------------------------------------
+    def add_pr(self, number: int, branch: str, sha: str | None = None, *, fork: str | None = None) -> dict[str, Any]:
+        """A pull request from `branch` (in this repo, or in the fork `fork`) into the default branch.
+
+        For a same-repo PR the branch is created (one commit on the default branch) unless it exists;
+        `sha` names that commit, so a test can refer to the head it expects.
+        """
+        with self._state:
+            head_sha = sha
+            if fork is None and branch not in self.refs:
+                base = self.refs[self.default_branch]
+                head_sha = self._make_commit({}, parents=[base], message=f"work on {branch}", sha=sha)
+                self.refs[branch] = head_sha
+            elif fork is None:
+                head_sha = self.refs[branch]
+            self.pulls[number] = {
+                "number": number,
+                "branch": branch,
+                "fork": fork,
+                "fork_sha": head_sha or hashlib.sha1(f"fork-{number}".encode()).hexdigest(),
+            }
+            return self.pulls[number]
+
+    def comments(self, pr: int) -> list[dict[str, Any]]:
+        with self._state:
+            return [dict(c) for c in self._comments.values() if c["pr"] == pr]
+
+    def statuses(self, sha: str) -> list[dict[str, Any]]:
+        """Every status posted on `sha`, oldest first."""
+        with self._state:
+            return [dict(s) for s in self._statuses if s["sha"] == sha]
+
+    def commits_on(self, branch: str) -> list[dict[str, Any]]:
+        """The branch's first-parent history, newest first, each with its `sha`."""
+        out = []
+        with self._state:
+            sha: str | None = self.refs.get(branch)
+            while sha:
+                commit = self.commits[sha]
+                out.append({"sha": sha, **commit})
+                sha = commit["parents"][0] if commit["parents"] else None
+        return out
+
+    def files_at(self, branch_or_sha: str) -> dict[str, bytes]:
+        with self._state:
+            sha = self.refs.get(branch_or_sha, branch_or_sha)
+            tree = self.trees[self.commits[sha]["tree"]]
+            return {path: self.blobs[b] for path, b in tree.items()}
+
+    def head_sha(self, branch: str) -> str:
+        with self._state:
+            return self.refs[branch]
+
+    # --- git object store --------------------------------------------------------------
+    def _put_blob(self, content: bytes) -> str:
+        sha = blob_sha(content)
+        self.blobs[sha] = content
+        return sha
+
+    def _put_tree(self, entries: dict[str, str]) -> str:
+        sha = hashlib.sha1(json.dumps(sorted(entries.items())).encode()).hexdigest()
+        self.trees[sha] = dict(entries)
+        return sha
+
+    def _make_commit(self, files: dict[str, bytes], *, parents: list[str], message: str, sha: str | None = None) -> str:
+        base = dict(self.trees[self.commits[parents[0]]["tree"]]) if parents else {}
+        base.update({path: self._put_blob(body) for path, body in files.items()})
+        return self._store_commit(self._put_tree(base), parents, message, sha=sha)
+
+    def _store_commit(self, tree: str, parents: list[str], message: str, *, sha: str | None = None) -> str:
+        seq = next(self._ids)
+        sha = sha or hashlib.sha1(json.dumps([tree, parents, message, seq]).encode()).hexdigest()
+        person = {"name": "cutover-bot", "email": "cutover-bot@example.invalid", "date": _now()}
+        self.commits[sha] = {"tree": tree, "parents": list(parents), "message": message, "author": person}
+        return sha
+
+    def _is_ancestor(self, old: str, new: str) -> bool:
+        todo, seen = [new], set()
+        while todo:
+            sha = todo.pop()
+            if sha == old:
+                return True
+            if sha in seen or sha not in self.commits:
+                continue
+            seen.add(sha)
+            todo.extend(self.commits[sha]["parents"])
+        return False
+
+    # --- JSON shapes PyGithub reads ----------------------------------------------------
+    @property
+    def api(self) -> str:
+        return f"{self.url}/repos/{self.repo}"
+
+    @property
+    def html(self) -> str:
+        return f"{self.url}/{self.repo}"
+
+    def _repo_json(self, full_name: str | None = None) -> dict[str, Any]:
+        full_name = full_name or self.repo
+        owner, name = full_name.split("/")
+        return {
+            "id": abs(hash(full_name)) % 10**8,
+            "node_id": f"R_{name}",
+            "name": name,
+            "full_name": full_name,
+            "owner": {"login": owner, "id": 1, "type": "Organization"},
+            "private": True,
+            "fork": full_name != self.repo,
+            "url": f"{self.url}/repos/{full_name}",
+            "html_url": f"{self.url}/{full_name}",
+            "default_branch": self.default_branch,
+            "permissions": {
+                "admin": False,
+                "maintain": False,
+                "push": self.can_push,
+                "triage": True,
+                "pull": True,
+            },
+        }
+
+    def _commit_json(self, sha: str) -> dict[str, Any]:
+        c = self.commits[sha]
+        return {
+            "sha": sha,
+            "node_id": f"C_{sha[:10]}",
+            "url": f"{self.api}/git/commits/{sha}",
+            "html_url": f"{self.html}/commit/{sha}",
+            "author": c["author"],
+            "committer": c["author"],
+            "message": c["message"],
+            "tree": {"sha": c["tree"], "url": f"{self.api}/git/trees/{c['tree']}"},
+            "parents": [
+                {"sha": p, "url": f"{self.api}/git/commits/{p}", "html_url": f"{self.html}/commit/{p}"}
+                for p in c["parents"]
+            ],
+            "verification": {"verified": False, "reason": "unsigned", "signature": None, "payload": None},
+        }
+
+    def _ref_json(self, branch: str) -> dict[str, Any]:
+        sha = self.refs[branch]
+        return {
+            "ref": f"refs/heads/{branch}",
+            "node_id": f"REF_{branch}",
+            "url": f"{self.api}/git/refs/heads/{branch}",
+            "object": {"sha": sha, "type": "commit", "url": f"{self.api}/git/commits/{sha}"},
+        }
+
+    def _pull_json(self, number: int) -> dict[str, Any]:
+        p = self.pulls[number]
+        head_repo = p["fork"] or self.repo
+        head_sha = p["fork_sha"] if p["fork"] else self.refs[p["branch"]]
+        owner = head_repo.split("/")[0]
+        base_sha = self.refs[self.default_branch]
+        return {
+            "id": 500_000 + number,
+            "node_id": f"PR_{number}",
+            "number": number,
+            "state": "open",
+            "title": f"Cutover evidence #{number}",
+            "url": f"{self.api}/pulls/{number}",
+            "html_url": f"{self.html}/pull/{number}",
+            "issue_url": f"{self.api}/issues/{number}",
+            "comments_url": f"{self.api}/issues/{number}/comments",
+            "statuses_url": f"{self.api}/statuses/{head_sha}",
+            "user": {"login": owner, "id": 2, "type": "User"},
+            "maintainer_can_modify": False,
+            "merged": False,
+            "draft": False,
+            "head": {
+                "label": f"{owner}:{p['branch']}",
+                "ref": p["branch"],
+                "sha": head_sha,
+                "repo": self._repo_json(head_repo),
+                "user": {"login": owner, "id": 2, "type": "User"},
+            },
+            "base": {
+                "label": f"{self.repo.split('/')[0]}:{self.default_branch}",
+                "ref": self.default_branch,
+                "sha": base_sha,
+                "repo": self._repo_json(),
+                "user": {"login": self.repo.split("/")[0], "id": 1, "type": "Organization"},
+            },
+        }
+
+    def _comment_json(self, c: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": c["id"],
+            "node_id": f"IC_{c['id']}",
+            "url": f"{self.api}/issues/comments/{c['id']}",
+            "html_url": f"{self.html}/pull/{c['pr']}#issuecomment-{c['id']}",
+            "issue_url": f"{self.api}/issues/{c['pr']}",
+            "body": c["body"],
+            "user": {"login": "cutover-bot[bot]", "id": 3, "type": "Bot"},
+            "created_at": c["created_at"],
+            "updated_at": c["updated_at"],
+        }
+
+    def _status_json(self, s: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": s["id"],
+            "node_id": f"ST_{s['id']}",
+            "url": f"{self.api}/statuses/{s['sha']}",
+            "state": s["state"],
+            "description": s["description"],
+            "target_url": s["target_url"],
+            "context": s["context"],
+            "created_at": s["created_at"],
+            "updated_at": s["created_at"],
+            "creator": {"login": "cutover-bot[bot]", "id": 3, "type": "Bot"},
+        }
+
+    # --- routes ------------------------------------------------------------------------
+    def _register_routes(self) -> None:
+        r = "/repos/" + self.repo.replace(".", r"\.")
+        routes = [
+            ("GET", rf"{r}", self._get_repo),
+            ("GET", rf"{r}/pulls/(?P<n>\d+)", self._get_pull),
+            ("GET", rf"{r}/issues/(?P<n>\d+)/comments", self._list_comments),
+            ("POST", rf"{r}/issues/(?P<n>\d+)/comments", self._create_comment),
+            ("GET", rf"{r}/issues/comments/(?P<id>\d+)", self._get_comment),
+            ("PATCH", rf"{r}/issues/comments/(?P<id>\d+)", self._edit_comment),
+            ("POST", rf"{r}/statuses/(?P<sha>[0-9a-f]{{40}})", self._create_status),
+            ("GET", rf"{r}/commits/(?P<sha>[^/]+)/statuses", self._list_statuses),
+            ("GET", rf"{r}/statuses/(?P<sha>[^/]+)", self._list_statuses),  # the older path PyGithub uses
+            ("GET", rf"{r}/git/refs?/heads/(?P<branch>.+)", self._get_ref),
+            ("PATCH", rf"{r}/git/refs/heads/(?P<branch>.+)", self._update_ref),
+            ("GET", rf"{r}/git/commits/(?P<sha>[0-9a-f]{{40}})", self._get_commit),
+            ("POST", rf"{r}/git/blobs", self._create_blob),
+            ("POST", rf"{r}/git/trees", self._create_tree),
+            ("POST", rf"{r}/git/commits", self._create_commit),
+            ("GET", rf"{r}/contents/(?P<path>.+)", self._get_contents),
+            ("POST", rf"{r}/actions/workflows/(?P<wf>[^/]+)/dispatches", self._dispatch),
+        ]
+        for method, pattern, handler in routes:
+            self.route(method, pattern, self._authorized(handler))
+
+    def _authorized(self, handler: Any) -> Any:
+        def wrapped(req: Request) -> Response:
+            if req.header("authorization") not in (f"token {self.token}", f"Bearer {self.token}"):
+                return Response(
+                    401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}
+                )
+            with self._state:
+                return handler(req)
+
+        return wrapped
+
+    def _get_repo(self, req: Request) -> Response:
+        return Response(200, self._repo_json())
+
+    def _get_pull(self, req: Request) -> Response:
+        n = int(req.match["n"])
+        return Response(200, self._pull_json(n)) if n in self.pulls else _not_found()
+
+    def _list_comments(self, req: Request) -> Response:
+        n = int(req.match["n"])
+        if n not in self.pulls:
+            return _not_found()
+        items = [self._comment_json(c) for c in self._comments.values() if c["pr"] == n]
+        per_page = min(int(req.query.get("per_page", ["30"])[-1]), 100)
+        page = int(req.query.get("page", ["1"])[-1])
+        chunk = items[(page - 1) * per_page : page * per_page]
+        last = max(1, -(-len(items) // per_page))
+        headers = {}
+        if page < last:
+            link = f"{self.api}/issues/{n}/comments?per_page={per_page}&page="
+            headers["Link"] = f'<{link}{page + 1}>; rel="next", <{link}{last}>; rel="last"'
+        return Response(200, chunk, headers)
+
+    def _create_comment(self, req: Request) -> Response:
+        n = int(req.match["n"])
+        if n not in self.pulls:
+            return _not_found()
+        body = (req.json() or {}).get("body")
+        if not isinstance(body, str) or not body:
+            return _invalid("Validation Failed: body is missing")
+        if len(body) > COMMENT_LIMIT:
+            return _invalid("Validation Failed: body is too long (maximum is 65536 characters)")
+        cid = next(self._ids)
+        now = _now()
+        self._comments[cid] = {"id": cid, "pr": n, "body": body, "created_at": now, "updated_at": now, "edits": 0}
+        return Response(201, self._comment_json(self._comments[cid]))
+
+    def _get_comment(self, req: Request) -> Response:
+        c = self._comments.get(int(req.match["id"]))
+        return Response(200, self._comment_json(c)) if c else _not_found()
+
+    def _edit_comment(self, req: Request) -> Response:
+        c = self._comments.get(int(req.match["id"]))
+        if c is None:
+            return _not_found()
+        body = (req.json() or {}).get("body")
+        if not isinstance(body, str) or not body:
+            return _invalid("Validation Failed: body is missing")
+        if len(body) > COMMENT_LIMIT:
+            return _invalid("Validation Failed: body is too long (maximum is 65536 characters)")
+        c.update(body=body, updated_at=_now(), edits=c["edits"] + 1)
+        return Response(200, self._comment_json(c))
+
+    def _create_status(self, req: Request) -> Response:
+        sha = req.match["sha"]
+        if sha not in self.commits:
+            return _invalid(f"No commit found for SHA: {sha}")
+        data = req.json() or {}
+        if data.get("state") not in STATUS_STATES:
+            return _invalid("Validation Failed: state is not included in the list")
+        description = data.get("description") or ""
+        if len(description) > 140:
+            return _invalid("Validation Failed: description is too long (maximum is 140 characters)")
+        status = {
+            "id": next(self._ids),
+            "sha": sha,
+            "state": data["state"],
+            "description": description,
+            "target_url": data.get("target_url"),
+            "context": data.get("context") or "default",
+            "created_at": _now(),
+        }
+        self._statuses.append(status)
+        return Response(201, self._status_json(status))
+
+    def _list_statuses(self, req: Request) -> Response:
+        sha = self.refs.get(unquote(req.match["sha"]), unquote(req.match["sha"]))
+        items = [self._status_json(s) for s in reversed(self._statuses) if s["sha"] == sha]
+        return Response(200, items)
+
+    def _get_ref(self, req: Request) -> Response:
+        branch = unquote(req.match["branch"])
+        return Response(200, self._ref_json(branch)) if branch in self.refs else _not_found()
+
+    def _update_ref(self, req: Request) -> Response:
+        branch = unquote(req.match["branch"])
+        if branch not in self.refs:
+            return _invalid("Reference does not exist")
+        data = req.json() or {}
+        sha = data.get("sha")
+        if sha not in self.commits:
+            return _invalid("Object does not exist")
+        if not self.can_push:
+            return Response(403, {"message": "Resource not accessible by integration"})
+        if not data.get("force") and not self._is_ancestor(self.refs[branch], sha):
+            return _invalid("Update is not a fast forward")
+        self.refs[branch] = sha
+        return Response(200, self._ref_json(branch))
+
+    def _get_commit(self, req: Request) -> Response:
+        sha = req.match["sha"]
+        return Response(200, self._commit_json(sha)) if sha in self.commits else _not_found()
+
+    def _create_blob(self, req: Request) -> Response:
+        data = req.json() or {}
+        content = data.get("content", "")
+        raw = base64.b64decode(content) if data.get("encoding") == "base64" else content.encode()
+        sha = self._put_blob(raw)
+        return Response(201, {"sha": sha, "url": f"{self.api}/git/blobs/{sha}"})
+
+    def _create_tree(self, req: Request) -> Response:
+        data = req.json() or {}
+        base = data.get("base_tree")
+        if base is not None and base not in self.trees:
+            return _invalid("Invalid tree info: base_tree does not exist")
+        entries = dict(self.trees[base]) if base else {}
+        for item in data.get("tree") or []:
+            path = item.get("path")
+            if not path or path.startswith("/") or item.get("type") != "blob":
+                return _invalid(f"Invalid tree info: {path!r}")
+            if "content" in item:
+                entries[path] = self._put_blob(item["content"].encode())
+            elif item.get("sha") is None:
+                entries.pop(path, None)
+            elif item["sha"] in self.blobs:
+                entries[path] = item["sha"]
+            else:
+                return _invalid(f"Invalid tree info: no blob {item['sha']}")
+        sha = self._put_tree(entries)
+        listing = [
+            {"path": p, "mode": "100644", "type": "blob", "sha": b, "size": len(self.blobs[b])}
+            for p, b in sorted(entries.items())
+        ]
+        return Response(201, {"sha": sha, "url": f"{self.api}/git/trees/{sha}", "tree": listing, "truncated": False})
+
+    def _create_commit(self, req: Request) -> Response:
+        data = req.json() or {}
+        tree, parents = data.get("tree"), data.get("parents") or []
+        if tree not in self.trees or any(p not in self.commits for p in parents):
+            return _invalid("Invalid tree or parent SHA")
+        sha = self._store_commit(tree, parents, data.get("message") or "")
+        return Response(201, self._commit_json(sha))
+
+    def _get_contents(self, req: Request) -> Response:
+        ref = (req.query.get("ref") or [self.default_branch])[-1]
+        sha = self.refs.get(ref, ref)
+        if sha not in self.commits:
+            return _not_found()
+        path = unquote(req.match["path"]).strip("/")
+        tree = self.trees[self.commits[sha]["tree"]]
+        if path in tree:
+            body = self.blobs[tree[path]]
+            return Response(200, self._content_json(path, tree[path], body, ref))
+        prefix = path + "/"
+        children = sorted({p[len(prefix) :].split("/")[0] for p in tree if p.startswith(prefix)})
+        if not children:
+            return _not_found()
+        listing = []
+        for name in children:
+            full = prefix + name
+            if full in tree:
+                listing.append(self._content_json(full, tree[full], None, ref))
+            else:
+                url = f"{self.api}/contents/{full}?ref={ref}"
+                listing.append({"type": "dir", "name": name, "path": full, "sha": "0" * 40, "size": 0, "url": url})
+        return Response(200, listing)
+
+    def _content_json(self, path: str, sha: str, body: bytes | None, ref: str) -> dict[str, Any]:
+        item = {
+            "type": "file",
+            "name": path.rsplit("/", 1)[-1],
+            "path": path,
+            "sha": sha,
+            "size": len(self.blobs[sha]),
+            "url": f"{self.api}/contents/{path}?ref={ref}",
+            "html_url": f"{self.html}/blob/{ref}/{path}",
+            "git_url": f"{self.api}/git/blobs/{sha}",
+            "download_url": f"{self.url}/raw/{self.repo}/{ref}/{path}",
+        }
+        if body is not None:
+            item.update(encoding="base64", content=base64.b64encode(body).decode())
+        return item
+
+    def _dispatch(self, req: Request) -> Response:
+        data = req.json() or {}
+        ref = data.get("ref")
+        if ref not in self.refs:
+            return _invalid(f"No ref found for: {ref}")
+        run_id = next(self._ids)
+        self.dispatches.append(
+            {"workflow": unquote(req.match["wf"]), "ref": ref, "inputs": data.get("inputs") or {}, "run_id": run_id}
+        )
+        if data.get("return_run_details"):
+            run_url = f"{self.api}/actions/runs/{run_id}"
+            return Response(
+                200, {"workflow_run_id": run_id, "run_url": run_url, "html_url": f"{self.html}/actions/runs/{run_id}"}
+            )
+        return Response(204, None)
