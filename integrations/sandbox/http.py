@@ -127,7 +127,7 @@ class FakeUpstream:
 
     def start(self) -> FakeUpstream:
         self._stopping.clear()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._server = _Server(("127.0.0.1", 0), _make_handler(self))
         self._server.daemon_threads = True
         # A short poll keeps stop() quick: a test session stops dozens of these.
         self._thread = threading.Thread(
@@ -156,6 +156,10 @@ class FakeUpstream:
                 req = Request(request.method, request.path, request.query, request.headers, request.body, m.groupdict())
                 return route.handler(req)
         return Response(404, {"error": "not_found", "path": request.path})
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # the default backlog of 5 drops connections under a bench's bursts
 
 
 def _make_handler(fake: FakeUpstream) -> type[BaseHTTPRequestHandler]:

@@ -1,0 +1,286 @@
+"""Ack latency under load: N concurrent signed slash commands while the runs behind them are slow.
+
+    .venv/bin/python bench/ack.py [-n 50] [--run-seconds 1.0] [--server gunicorn|threaded]
+
+Serves the real Bolt app (bot.app + bot.wsgi) on 127.0.0.1, by default under gunicorn with the
+Procfile's settings (1 worker, 8 threads); Slack's Web API is the loopback SlackFake. Each run
+takes `--run-seconds` (a scripted runner that reports checks slowly). Prints p50/p99/max ack
+latency, how many were answered 200, and how many got their final message in the channel.
+Targets: p99 < 100 ms at 50 concurrent, none lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+from slack_sdk.signature import SignatureVerifier  # noqa: E402
+
+from commands.config import CutoverConfig, Tokens  # noqa: E402
+from commands.evidence import Bundle  # noqa: E402
+from commands.execute import Outcome, RunRequest  # noqa: E402
+from commands.report import CheckResult, Report, Status  # noqa: E402
+
+SECRET = "bench-signing-secret-0123456789abcdef"
+TOKEN = "xoxb-bench-token"
+CHANNEL = "C0BENCH"
+USER = "U0BENCH"
+CHECKS = 4
+
+
+def bench_config() -> dict[str, Any]:
+    env = {
+        "aws_account_id": "111122223333",
+        "aws_region": "us-east-2",
+        "shop_domain": "bench.myshopify.com",
+        "worker_function": "w",
+        "worker_log_group": "/aws/lambda/w",
+        "alarms": ["a"],
+        "outbound_flag": {"ssm_parameter": "/f"},
+        "internal_test_address": "canary@example.com",
+        "runners": [USER],
+        "secrets": {
+            n: f"s/{n}"
+            for n in (
+                "richpanel_api_key",
+                "richpanel_webhook_token",
+                "richpanel_bot_agent_id",
+                "openai_api_key",
+                "shopify_admin_api_token",
+            )
+        },
+    }
+    return {"envs": {"prod": env}}
+
+
+class SlowRunner:
+    """execute()'s signature; reports CHECKS checks over `seconds`, all passing."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def __call__(self, request: RunRequest, *, config: CutoverConfig, progress: Any, publisher: Any = None) -> Outcome:
+        started = datetime.now(UTC)
+        checks = []
+        for i in range(CHECKS):
+            time.sleep(self.seconds / CHECKS)
+            check = CheckResult(name=f"check_{i}", status=Status.PASS, detail="ok", duration_ms=int(self.seconds * 250))
+            checks.append(check)
+            progress(check)
+        report = Report(
+            command=request.command,
+            env=request.env,
+            run_id=uuid.uuid4().hex[:10],
+            started_at=started,
+            finished_at=max(datetime.now(UTC), started + timedelta(milliseconds=1)),
+            overall_status="PASS",
+            checks=checks,
+        )
+        return Outcome(report, Bundle(Path("evidence/bench"), {}))
+
+
+def wsgi_app(slack_url: str, run_seconds: float) -> Any:
+    from bot.app import create_app
+    from bot.wsgi import make_wsgi_app
+
+    tokens = Tokens(slack_bot_token=TOKEN, slack_signing_secret=SECRET, slack_api_url=slack_url)
+    config = CutoverConfig.model_validate(bench_config())
+    return make_wsgi_app(create_app(config=config, tokens=tokens, runner=SlowRunner(run_seconds)))
+
+
+def gunicorn_app() -> Any:
+    """Factory for the gunicorn child: `bench.ack:gunicorn_app()` (settings come through the environment)."""
+    return wsgi_app(os.environ["BENCH_SLACK_URL"], float(os.environ["BENCH_RUN_SECONDS"]))
+
+
+def start_gunicorn(slack_url: str, run_seconds: float, port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "BENCH_SLACK_URL": slack_url, "BENCH_RUN_SECONDS": str(run_seconds)}
+    cmd = [
+        str(Path(sys.executable).parent / "gunicorn"),
+        "--workers", "1", "--threads", "8",
+        "--bind", f"127.0.0.1:{port}",
+        "--log-level", "warning",
+        "--chdir", str(ROOT),
+        "bench.ack:gunicorn_app()",
+    ]  # fmt: skip
+    return subprocess.Popen(cmd, env=env)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"the app did not come up at {url}")
+
+
+def signed(body: str) -> dict[str, str]:
+    ts = str(int(time.time()))
+    signature = SignatureVerifier(SECRET).generate_signature(timestamp=ts, body=body) or ""
+    return {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": signature,
+    }
+
+
+def fire(url: str, n: int, response_url: str) -> list[tuple[int, float, bool]]:
+    """N concurrent commands released together; (status, seconds, queued) for each.
+    Not queued = acked with a private "busy" reply (the bot's bounded queue was full)."""
+    bodies = [
+        urlencode(
+            {
+                "team_id": "T0BENCH",
+                "channel_id": CHANNEL,
+                "user_id": USER,
+                "command": "/preflight",
+                "text": "prod",
+                "response_url": f"{response_url}{i}",
+                "trigger_id": f"bench.{i}.{uuid.uuid4().hex}",
+            }
+        )
+        for i in range(n)
+    ]
+    results: list[tuple[int, float, bool]] = [(0, 0.0, False)] * n
+    barrier = threading.Barrier(n)
+
+    def one(i: int) -> None:
+        headers = signed(bodies[i])
+        with httpx.Client(timeout=10) as client:
+            barrier.wait()
+            started = time.perf_counter()
+            try:
+                response = client.post(f"{url}/slack/events", content=bodies[i], headers=headers)
+            except httpx.HTTPError:
+                results[i] = (0, time.perf_counter() - started, False)
+                return
+            elapsed = time.perf_counter() - started
+            queued = response.status_code == 200 and response.json().get("response_type") == "in_channel"
+            results[i] = (response.status_code, elapsed, queued)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def is_final_text(blocks: list[dict[str, Any]]) -> bool:
+    """The started and progress forms open with an hourglass; the result does not."""
+    first = (blocks or [{}])[0].get("text", {}).get("text", "")
+    return not first.startswith("⏳")
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", type=int, default=50, help="concurrent commands (default 50)")
+    parser.add_argument("--run-seconds", type=float, default=1.0, help="how long each run takes (default 1.0)")
+    parser.add_argument("--server", choices=("gunicorn", "threaded"), default="gunicorn")
+    args = parser.parse_args()
+
+    from integrations.sandbox.slack import SlackFake
+
+    fake = SlackFake(token=TOKEN).start()
+    proc = server = None
+    try:
+        if args.server == "gunicorn":
+            port = free_port()
+            proc = start_gunicorn(fake.url, args.run_seconds, port)
+            url = f"http://127.0.0.1:{port}"
+        else:
+            from bot.wsgi import serve_threaded
+
+            server = serve_threaded(wsgi_app(fake.url, args.run_seconds))
+            url = f"http://127.0.0.1:{server.server_address[1]}"
+        wait_healthy(url)
+        fire(url, 2, fake.response_url("warmup"))  # warm the imports and the first connections
+        time.sleep(args.run_seconds + 0.5)
+        fake.reset()
+
+        started = time.perf_counter()
+        results = fire(url, args.n, fake.response_url("r"))
+        latencies_ms = [s * 1000 for _, s, _ in results]
+        ok = sum(1 for status, _, _ in results if status == 200)
+        queued = sum(1 for _, _, q in results if q)
+
+        deadline = time.monotonic() + args.run_seconds * args.n + 30
+        finals = 0
+        while time.monotonic() < deadline:
+            finals = sum(1 for m in fake.messages(CHANNEL) if is_final_text(m.blocks))
+            if finals >= queued:
+                break
+            time.sleep(0.05)
+        all_done_s = time.perf_counter() - started
+
+        p50, p99, worst = percentile(latencies_ms, 50), percentile(latencies_ms, 99), max(latencies_ms)
+        print(
+            f"server: {args.server} (1 worker, 8 threads)" if args.server == "gunicorn" else "server: threaded wsgiref"
+        )
+        print(f"{args.n} concurrent /preflight, each run {args.run_seconds:.1f} s")
+        print(
+            f"ack latency ms: p50 {p50:.1f}  p99 {p99:.1f}  max {worst:.1f}  (mean {statistics.mean(latencies_ms):.1f})"
+        )
+        print(f"answered 200: {ok}/{args.n} (queued {queued}, refused as busy {ok - queued})")
+        lost = queued - finals
+        print(f"final message in the channel: {finals}/{queued} queued (all within {all_done_s:.1f} s); lost: {lost}")
+        print(f"chat.update calls: {len(fake.calls('chat.update'))}")
+        verdict = p99 < 100 and ok == args.n and finals == queued == args.n
+        print("targets (p99 < 100 ms, 0 lost):", "met" if verdict else "NOT met")
+        print(
+            json.dumps(
+                {
+                    "p50_ms": round(p50, 1),
+                    "p99_ms": round(p99, 1),
+                    "max_ms": round(worst, 1),
+                    "ok": ok,
+                    "queued": queued,
+                    "final": finals,
+                }
+            )
+        )
+        return 0 if verdict else 1
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=10)
+        if server is not None:
+            server.shutdown()
+        fake.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,34 @@
+"""`python -m bot serve`: the Slack app under gunicorn, the same production server as the Procfile."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from bot.wsgi import WSGIApp, build_application
+
+# One worker: the retry de-duplication set, the run executor and `/cutover status` live in the
+# process, so a Slack retry landing on a second worker could run twice. Scale with threads.
+WORKERS = 1
+THREADS = 8
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, app: WSGIApp, options: dict[str, Any]) -> None:
+        self._app = app
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> WSGIApp:
+        return self._app
+
+
+def serve(*, port: int, host: str = "0.0.0.0") -> int:  # noqa: S104 - a server listens on all interfaces
+    app = build_application()  # config and token problems surface here, as exit 2, before binding
+    _Gunicorn(app, {"bind": f"{host}:{port}", "workers": WORKERS, "threads": THREADS, "accesslog": None}).run()
+    return 0

@@ -1,0 +1,183 @@
+"""Block Kit renderings of a run for Slack: started, in progress, and the result. Rendering only.
+
+Everything returned has been through the redactor as the last step. Details are also redacted
+*before* they are shortened: cutting first could split a secret so that its pieces no longer match.
+Slack refuses a message past its limits, so a long report is cut with a note instead
+("… 12 more checks, see the evidence"): 50 blocks, 3,000 chars a section, and about 12k chars of
+blocks in all (`msg_blocks_too_long` has been seen at about 13k).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from commands.execute import EvidenceResult, Outcome
+from commands.redaction import REDACTOR
+from commands.render import STATUS_ICON, summary_line
+from commands.report import CheckResult, Status
+
+MAX_BLOCKS = 50
+MAX_SECTION_CHARS = 3000
+SECTION_BUDGET = 2600  # headroom under 3,000: a redaction marker can be longer than what it replaced
+TOTAL_BUDGET = 11000  # all block text together, under the ~13k where Slack answers msg_blocks_too_long
+DETAIL_CHARS = {Status.FAIL: 400, Status.SKIP: 200, Status.WARN: 300, Status.PASS: 90}
+TITLES = {"preflight": "Preflight", "canary": "Canary", "enable-outbound": "Enable outbound", "rollback": "Rollback"}
+NEXT_STEP = {
+    "preflight": "next: `/canary {env}`",
+    "canary": "next: `/enable-outbound {env}`",
+    "enable-outbound": "watch the alarms; `/rollback {env}` if anything looks wrong",
+    "rollback": "outbound is off; investigate before the next `/preflight {env}`",
+}
+EVIDENCE_WORDS = {"attached": "evidence attached", "pending": "evidence pending", "local": "kept locally"}
+EVIDENCE_ICON = {"attached": "📎", "pending": "⏳", "local": "💾"}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What chat.postMessage / chat.update take: fallback text (notifications) and blocks."""
+
+    text: str
+    blocks: list[dict[str, Any]]
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return {"text": self.text, "blocks": self.blocks}
+
+
+def title(command: str) -> str:
+    return TITLES.get(command, command.capitalize())
+
+
+def escape(text: str) -> str:
+    """mrkdwn control characters: a detail must not become a link, a mention or an @channel."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def started_blocks(command: str, env: str, user: str, *, pr: int | None = None, dry_run: bool = False) -> Rendered:
+    line = f"{title(command)} {env} started by <@{user}>{_qualifiers(pr, dry_run)}"
+    return _final(line, [_section(f"⏳ *{escape_keep_mentions(line)}*")])
+
+
+def progress_blocks(
+    command: str,
+    env: str,
+    user: str,
+    done: Sequence[CheckResult],
+    *,
+    elapsed_s: float,
+    pr: int | None = None,
+    dry_run: bool = False,
+) -> Rendered:
+    """The started line plus the checks finished so far, failing first."""
+    failed = sum(1 for c in done if c.status in (Status.FAIL, Status.SKIP))
+    head = f"{title(command)} {env} started by <@{user}>{_qualifiers(pr, dry_run)}"
+    counts = f"{len(done)} checks done" + (f", {failed} not passing" if failed else "") + f" · {elapsed_s:.1f} s"
+    blocks = [_section(f"⏳ *{escape_keep_mentions(head)}*"), _context(counts)]
+    blocks += _check_blocks(_failing_first(done), reserve=1)
+    return _final(f"{head}: {counts}", blocks)
+
+
+def result_blocks(outcome: Outcome, *, user: str | None = None) -> Rendered:
+    """PASS/FAIL with the summary, the failing checks first with their reason, then the rest."""
+    report = outcome.report
+    summary = summary_line(report)
+    icon = STATUS_ICON[Status(report.overall_status)]
+    by = f" · requested by <@{user}>" if user else ""
+    retry = f"fix what failed, then `/{report.command} {{env}}` again"
+    next_step = NEXT_STEP.get(report.command, "") if report.passed else retry
+    head = [_section(f"{icon} *{escape(summary)}*{by}")]
+    foot = [_context(_evidence_line(outcome.evidence), f"{report.duration_s:.1f} s · run `{report.run_id}`")]
+    if next_step:
+        foot.append(_context(next_step.format(env=report.env)))
+    blocks = head + _check_blocks(report.failing_first(), reserve=len(head) + len(foot)) + foot
+    return _final(summary, blocks)
+
+
+def notice_blocks(text: str, *, icon: str = "⚠️") -> Rendered:
+    """A one-line message (did not run, internal error): same redaction as the rest."""
+    return _final(text, [_section(f"{icon} {text}")])
+
+
+# --- pieces ----------------------------------------------------------------------------
+
+
+def escape_keep_mentions(text: str) -> str:
+    """Our own line with `<@U..>` mentions we wrote ourselves; only `&` needs escaping there."""
+    return text.replace("&", "&amp;")
+
+
+def _qualifiers(pr: int | None, dry_run: bool) -> str:
+    return (f" for PR #{pr}" if pr else "") + (" (dry run)" if dry_run else "")
+
+
+def _failing_first(checks: Iterable[CheckResult]) -> list[CheckResult]:
+    order = {Status.FAIL: 0, Status.SKIP: 1, Status.WARN: 2, Status.PASS: 3}
+    return sorted(checks, key=lambda c: order[c.status])
+
+
+def _check_line(check: CheckResult) -> str:
+    # Redact the whole detail first, then shorten: see the module docstring.
+    detail = " ".join(REDACTOR.redact(check.detail).split())
+    limit = DETAIL_CHARS[check.status]
+    if len(detail) > limit:
+        detail = detail[: limit - 1] + "…"
+    name = escape(REDACTOR.redact(check.name))
+    status = f"*{check.status}* " if check.status != Status.PASS else ""
+    return f"{STATUS_ICON[check.status]} {status}`{name}`" + (f": {escape(detail)}" if detail else "")
+
+
+def _check_blocks(checks: Sequence[CheckResult], *, reserve: int) -> list[dict[str, Any]]:
+    """Check lines packed into sections within every budget; what does not fit becomes one note."""
+    max_sections = MAX_BLOCKS - reserve - 1  # one block kept for the "more checks" note
+    sections: list[str] = []
+    current: list[str] = []
+    used = 0
+    shown = 0
+    for check in checks:
+        line = _check_line(check)
+        size = len(line) + 1
+        if used + size > TOTAL_BUDGET:
+            break
+        if current and sum(len(x) + 1 for x in current) + size > SECTION_BUDGET:
+            if len(sections) + 1 >= max_sections:
+                break
+            sections.append("\n".join(current))
+            current = []
+        current.append(line)
+        used += size
+        shown += 1
+    if current:
+        sections.append("\n".join(current))
+    blocks = [_section(text) for text in sections]
+    hidden = len(checks) - shown
+    if hidden:
+        blocks.append(_context(f"… {hidden} more check{'s' if hidden != 1 else ''}, see the evidence"))
+    return blocks
+
+
+def _evidence_line(evidence: EvidenceResult) -> str:
+    words = EVIDENCE_WORDS.get(evidence.state, evidence.state)
+    detail = escape(evidence.detail)
+    if evidence.url:
+        return f"{EVIDENCE_ICON.get(evidence.state, '')} <{evidence.url}|{words}>: {detail}"
+    return f"{EVIDENCE_ICON.get(evidence.state, '')} {words}: {detail}"
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _context(*texts: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": t} for t in texts]}
+
+
+def _final(text: str, blocks: list[dict[str, Any]]) -> Rendered:
+    """The last step of every rendering: redact, then make sure the limits still hold."""
+    blocks = REDACTOR.redact_obj(blocks)[:MAX_BLOCKS]
+    for block in blocks:
+        inner = block.get("text")
+        if isinstance(inner, dict) and len(inner.get("text", "")) > MAX_SECTION_CHARS:
+            # Only reachable if redaction markers grew a section past the limit; cutting removes, never reveals.
+            inner["text"] = inner["text"][: MAX_SECTION_CHARS - 1] + "…"
+    return Rendered(text=REDACTOR.redact(text)[:3000], blocks=blocks)

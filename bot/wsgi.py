@@ -1,0 +1,109 @@
+"""The HTTP entry point: a WSGI application for gunicorn (see the Procfile).
+
+    POST /slack/events -> the Bolt app (slash commands, interactivity)
+    GET  /healthz      -> 200 "ok"
+
+`bot.wsgi:application` is built from `load_config()` and `Tokens()` when gunicorn first reads it;
+a missing config file or token stops gunicorn with one clear line instead of a traceback.
+The app is built on first access (PEP 562 module `__getattr__`) rather than at import, so tests and
+the bench can import the helpers below without a config. Serve it with ONE worker process and
+several threads: the retry deduplication and the run executor live in the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+from commands.config import ConfigError, CutoverConfig, Tokens, load_config
+from commands.execute import Publisher
+from commands.redaction import install_log_redaction
+
+log = logging.getLogger(__name__)
+
+SLACK_PATH = "/slack/events"
+GUNICORN_BOOT_ERROR = 3
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def make_wsgi_app(bolt_app: App) -> WSGIApp:
+    slack = SlackRequestHandler(bolt_app, path=SLACK_PATH)
+
+    def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "2")])
+            return [b"ok"]
+        return slack(environ, start_response)
+
+    return application
+
+
+def build_application() -> WSGIApp:
+    """The production app: config from CUTOVER_CONFIG (or ./cutover.toml), tokens from the environment.
+    Raises ConfigError naming what is missing (the CLI turns it into exit 2)."""
+    from bot.app import create_app
+
+    install_log_redaction()
+    config = load_config()
+    bolt_app = create_app(config=config, tokens=Tokens(), publisher_factory=_publisher_factory(config))
+    return make_wsgi_app(bolt_app)
+
+
+def _publisher_factory(config: CutoverConfig) -> Callable[[], Publisher | None]:
+    """The GitHub evidence publisher (None: evidence stays local), the same wiring as the CLI's."""
+    from bot.wiring import publisher_for
+
+    return lambda: publisher_for(config)
+
+
+_lock = threading.Lock()
+_application: WSGIApp | None = None
+
+
+def __getattr__(name: str) -> Any:
+    # gunicorn's `bot.wsgi:application` does getattr(module, "application"): built once, on first use.
+    global _application
+    if name != "application":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    with _lock:
+        if _application is None:
+            try:
+                _application = build_application()
+            except ConfigError as exc:
+                # One line saying what to set, not a traceback; exit code 3 is gunicorn's "worker failed
+                # to boot", which stops the master instead of restarting the worker in a loop.
+                sys.stderr.write(f"cutover bot cannot start: {exc}\n")
+                raise SystemExit(GUNICORN_BOOT_ERROR) from None
+        return _application
+
+
+# --- a threaded loopback server for development, tests and the bench ----------------------
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+
+class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    # socketserver's default backlog is 5: a burst of 50 commands would wait for SYN retransmits (1 s).
+    request_queue_size = 256
+
+
+def serve_threaded(wsgi_app: WSGIApp, *, host: str = "127.0.0.1", port: int = 0) -> ThreadingWSGIServer:
+    """A started server (its own thread) on `host:port` (0 = a free port): `server.server_address`."""
+    server = make_server(host, port, wsgi_app, server_class=ThreadingWSGIServer, handler_class=_QuietHandler)
+    # A short poll interval: shutdown() returns within 50 ms instead of 0.5 s.
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="wsgi-server", daemon=True
+    ).start()
+    return server

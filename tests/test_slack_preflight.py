@@ -1,0 +1,60 @@
+"""End to end on the sandbox: a signed /preflight over HTTP runs the real preflight (moto and the
+Shopify/Richpanel/OpenAI fakes), publishes the evidence to the PR on the GitHub fake, and the verdict
+lands in the channel of the sandbox's Slack fake, with nothing planted leaking anywhere Slack sees."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bot.wiring import publisher_for
+from commands.config import CutoverConfig, Tokens, load_config
+from commands.execute import execute
+from integrations.sandbox.env import ENGINEER, PR_NUMBER, Sandbox
+from tests.conftest import assert_nothing_planted
+from tests.slack_support import CHANNEL, served_bot
+
+
+@pytest.fixture
+def slack_config(sandbox: Sandbox, tmp_path) -> CutoverConfig:
+    # Evidence (and the publisher's outbox) under tmp_path, not the working directory.
+    return load_config(sandbox.write_config(tmp_path, evidence_dir=str(tmp_path / "evidence")))
+
+
+def test_slash_preflight_runs_the_real_checks_posts_the_verdict_and_attaches_evidence(sandbox, slack_config, tmp_path):
+    with served_bot(
+        execute,
+        config=slack_config,
+        fake=sandbox.slack,
+        tokens=Tokens(),
+        bot_kwargs={"publisher_factory": lambda: publisher_for(slack_config)},
+    ) as h:
+        healthy = h.command("/preflight", f"prod pr={PR_NUMBER}", user=ENGINEER)  # ENGINEER: via the user group
+        failing = h.command("/preflight", "firing-alarm", user=ENGINEER)
+        assert healthy.json()["text"] == "Preflight prod queued"
+        assert failing.json()["text"] == "Preflight firing-alarm queued"
+        finals = h.final_messages(2, timeout_s=30)
+        by_env = {("prod" if "preflight prod" in m.all_text() else "firing-alarm"): m for m in finals}
+        prod = by_env["prod"].all_text()
+        assert "PASS preflight prod" in prod
+        assert "evidence attached" in prod
+        assert "next: `/canary prod`" in prod
+        text = by_env["firing-alarm"].all_text()
+        assert "FAIL preflight firing-alarm" in text
+        assert "rp-mw-firing-alarm-worker-error-rate" in text
+        assert text.index("`alarms`") < text.index("`aws_identity`")  # the failing check comes first
+        assert h.fake.calls("usergroups.users.list")
+        everything = [json.dumps(v) for m in h.fake.messages(CHANNEL) for v in m.history]
+        everything += [r.body.decode() for r in h.fake.requests] + [healthy.text, failing.text]
+        assert_nothing_planted(sandbox, *everything)
+        assert len(list((tmp_path / "evidence").rglob("manifest.json"))) == 2  # each run left its bundle
+
+
+def test_a_command_that_is_not_built_yet_is_refused_at_the_ack(sandbox, slack_config):
+    with served_bot(execute, config=slack_config, fake=sandbox.slack, tokens=Tokens()) as h:
+        reply = h.command("/canary", "prod", user=ENGINEER).json()
+        assert reply["response_type"] == "ephemeral"
+        assert "`/canary` is not available yet" in reply["text"]
+        assert "`/preflight`" in reply["text"]
+        assert h.fake.messages() == []
