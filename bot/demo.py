@@ -1,24 +1,33 @@
 """`python -m bot demo`: the bot's main job on the embedded sandbox, printed as a person would see it.
 
 Starts moto and the loopback fakes with a healthy `prod` and a broken `staging`, then runs
-/preflight on both, from the CLI and from Slack (signed requests to the real Bolt app), with the
-evidence attached to a pull request on the GitHub fake. No traffic leaves 127.0.0.1.
+/preflight on both, from the CLI and from Slack (signed requests to the real Bolt app served over
+HTTP), with the evidence attached to a pull request on the GitHub fake. No traffic leaves 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
+import uuid
 from pathlib import Path
+from urllib.parse import urlencode
 
+import httpx
 from rich.console import Console
 from rich.panel import Panel
 from rich.rule import Rule
+from rich.text import Text  # Slack mrkdwn and PR Markdown contain [..] that rich would read as markup
+from slack_sdk.signature import SignatureVerifier
 
+from bot.app import create_app
 from bot.cli import EXIT_FAIL, EXIT_PASS, build_parser, make_console, run_command
-from commands.config import load_config
+from bot.wiring import publisher_for
+from bot.wsgi import make_wsgi_app, serve_threaded
+from commands.config import CutoverConfig, Tokens, load_config
 from commands.redaction import REDACTOR
-from integrations.sandbox.env import Sandbox, Scenario
+from integrations.sandbox.env import CHANNEL, ENGINEER, PR_BRANCH, PR_NUMBER, Sandbox, Scenario
 from integrations.sandbox.http import Fault
 
 DEMO_ENVS = {
@@ -42,18 +51,21 @@ def run_demo(console: Console | None = None) -> int:
         config = load_config(sandbox.write_config(workdir, evidence_dir=str(workdir / "evidence")))
         console.print(f"sandbox up in {time.monotonic() - t0:.1f} s; environments: {', '.join(config.envs)}\n")
         results = {}
-        for env in ("prod", "staging"):
-            console.print(Rule(f"$ python -m bot preflight --env {env}"))
-            args = build_parser().parse_args(["preflight", "--env", env])
+        for env, extra in (("prod", ["--pr", str(PR_NUMBER)]), ("staging", [])):
+            console.print(Rule(f"$ python -m bot preflight --env {env} {' '.join(extra)}".strip()))
+            args = build_parser().parse_args(["preflight", "--env", env, *extra])
             results[env] = run_command(args, config, console=console)
             console.print()
+        slack_ok = _slack_steps(console, sandbox, config)
+        _show_pull_request(console, sandbox)
         leaks = _leaks(sandbox, workdir)
-    ok = results == {"prod": EXIT_PASS, "staging": EXIT_FAIL}
+    ok = results == {"prod": EXIT_PASS, "staging": EXIT_FAIL} and slack_ok
     verdict = "as expected" if ok else "NOT as expected"
     console.print(
         Panel(
-            f"prod: exit {results['prod']} (PASS), staging: exit {results['staging']} (FAIL) — {verdict}\n"
-            f"planted secrets/PII found in evidence files: {leaks}\n"
+            f"CLI: prod exit {results['prod']} (PASS), staging exit {results['staging']} (FAIL); "
+            f"Slack: {'both verdicts posted' if slack_ok else 'MISSING verdicts'} — {verdict}\n"
+            f"planted secrets/PII found in the channel, the PR or the evidence files: {leaks}\n"
             f"evidence bundles under {workdir / 'evidence'} (check one: python -m bot verify <folder>)\n"
             f"demo took {time.monotonic() - t0:.1f} s",
             title="demo summary",
@@ -62,7 +74,91 @@ def run_demo(console: Console | None = None) -> int:
     return 0 if ok and leaks == 0 else 1
 
 
+def _slack_steps(console: Console, sandbox: Sandbox, config: CutoverConfig) -> bool:
+    """Two signed slash commands to the real Bolt app over HTTP; print what the channel shows."""
+    app = create_app(config=config, tokens=Tokens(), publisher_factory=lambda: publisher_for(config))
+    server = serve_threaded(make_wsgi_app(app))
+    url = f"http://127.0.0.1:{server.server_address[1]}/slack/events"
+    try:
+        with httpx.Client(timeout=5) as http:
+            for text in (f"prod pr={PR_NUMBER}", "staging"):
+                console.print(Rule(f"Slack: <@{ENGINEER}> types /preflight {text}"))
+                t0 = time.perf_counter()
+                ack = http.post(url, content=(body := _command_body(text)), headers=_signed(sandbox, body))
+                console.print(
+                    f"ack {ack.status_code} in {(time.perf_counter() - t0) * 1000:.0f} ms: {ack.json()['text']}"
+                )
+                final = _wait_for_verdict(sandbox, count=1 + (text == "staging"))
+                if final is None:
+                    return False
+                console.print(Panel(Text(final), title=f"#{CHANNEL}", expand=False))
+    finally:
+        server.shutdown()
+    return True
+
+
+def _command_body(text: str) -> str:
+    return urlencode(
+        {
+            "team_id": "T0SANDBOX",
+            "channel_id": CHANNEL,
+            "user_id": ENGINEER,
+            "command": "/preflight",
+            "text": text,
+            "response_url": "http://127.0.0.1:9/unused",
+            "trigger_id": uuid.uuid4().hex,
+        }
+    )
+
+
+def _signed(sandbox: Sandbox, body: str) -> dict[str, str]:
+    ts = str(int(time.time()))
+    signature = SignatureVerifier(sandbox.slack_signing_secret).generate_signature(timestamp=ts, body=body)
+    return {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": signature or "",
+    }
+
+
+def _wait_for_verdict(sandbox: Sandbox, *, count: int, timeout_s: float = 20.0) -> str | None:
+    """The newest channel message once `count` runs have reached a verdict (not "started"/progress)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        # "Started" and progress forms open with an hourglass; a verdict does not.
+        finals = [m for m in sandbox.slack.messages(CHANNEL) if not _plain(m.blocks[:1]).startswith("⏳")]
+        if len(finals) >= count:
+            return _plain(finals[-1].blocks) or finals[-1].text
+        time.sleep(0.05)
+    return None
+
+
+def _plain(blocks: list[dict]) -> str:
+    """Block Kit as a person reads it: each block's text on its own lines."""
+    lines = []
+    for block in blocks or []:
+        texts = [block.get("text"), *block.get("fields", []), *block.get("elements", [])]
+        lines += [t.get("text", "") for t in texts if isinstance(t, dict) and t.get("text")]
+    return "\n".join(lines)
+
+
+def _show_pull_request(console: Console, sandbox: Sandbox) -> None:
+    github = sandbox.github
+    comments = github.comments(PR_NUMBER)
+    sha = github.head_sha(PR_BRANCH)
+    statuses = ", ".join(f"{s['context']}={s['state']}" for s in github.statuses(sha))
+    files = [p for p in github.files_at(PR_BRANCH) if p.startswith("evidence/")]
+    console.print(Rule(f"GitHub: pull request #{PR_NUMBER} ({PR_BRANCH})"))
+    console.print(f"commit statuses on the head: {statuses}")
+    console.print(f"proof files on the branch: {len(files)} ({', '.join(sorted(files)[:3])})")
+    for comment in comments:
+        console.print(Panel(Text(comment["body"]), title="sticky PR comment", expand=False))
+
+
 def _leaks(sandbox: Sandbox, workdir: Path) -> int:
-    """Count planted secret/PII values found in anything the demo wrote (must be 0)."""
-    written = "\n".join(p.read_text(errors="replace") for p in (workdir / "evidence").rglob("*") if p.is_file())
-    return sum(value in written for value in sandbox.planted()) + (REDACTOR.redact(written) != written)
+    """Count planted secret/PII values found in anything the demo sent or wrote (must be 0)."""
+    evidence = "\n".join(p.read_text(errors="replace") for p in (workdir / "evidence").rglob("*") if p.is_file())
+    sent = [r.body.decode(errors="replace") for fake in (sandbox.slack, sandbox.github) for r in fake.requests]
+    channel = [json.dumps(m.history) for m in sandbox.slack.messages(CHANNEL)]
+    everything = "\n".join([evidence, *sent, *channel])
+    return sum(value in everything for value in sandbox.planted()) + (REDACTOR.redact(evidence) != evidence)
