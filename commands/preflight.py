@@ -19,7 +19,7 @@ from integrations.aws import Aws, CallerIdentity
 from integrations.errors import UpstreamError
 from integrations.openai import OpenAIClient
 from integrations.richpanel import RichpanelClient
-from integrations.shopify import ShopifyClient, exchange_token
+from integrations.shopify import ShopifyClient, ShopifyResult, exchange_token
 
 # The deployed worker's safety flags the runbook requires before any cutover step.
 REQUIRED_FLAGS = {
@@ -218,24 +218,24 @@ def _shopify(ctx: PreflightContext) -> ShopifyClient:
     )
 
 
+def _shop_named(result: ShopifyResult, name: str | None, call: str, **data: Any) -> Verdict:
+    data = {"status_code": result.status_code, "refreshed": result.refreshed, **data}
+    if not name:
+        return failed(f"{call} answered without the shop's name", **data)
+    note = " after one credential refresh" if result.refreshed else ""
+    return passed(f"{call} answered {result.status_code}{note}", **data)
+
+
 def check_shopify_rest(ctx: PreflightContext) -> Verdict:
     result = _shopify(ctx).shop()
     name = (result.data.get("shop") or {}).get("name")
-    data = {"status_code": result.status_code, "refreshed": result.refreshed, "call_limit": result.call_limit}
-    if not name:
-        return failed("shop.json answered without a shop name", **data)
-    note = " after one credential refresh" if result.refreshed else ""
-    return passed(f"shop.json answered {result.status_code}{note}", **data)
+    return _shop_named(result, name, "shop.json", call_limit=result.call_limit)
 
 
 def check_shopify_graphql(ctx: PreflightContext) -> Verdict:
     result = _shopify(ctx).graphql("{ shop { name } }")
     name = (result.data.get("shop") or {}).get("name")  # the client returns GraphQL's `data`
-    data = {"status_code": result.status_code, "refreshed": result.refreshed, "throttle": result.throttle}
-    if not name:
-        return failed("GraphQL answered without data.shop.name", **data)
-    note = " after one credential refresh" if result.refreshed else ""
-    return passed(f"{{ shop {{ name }} }} answered {result.status_code}{note}", **data)
+    return _shop_named(result, name, "{ shop { name } }", throttle=result.throttle)
 
 
 def check_refresh_marker(ctx: PreflightContext) -> Verdict:

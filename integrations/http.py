@@ -9,7 +9,7 @@ from __future__ import annotations
 import email.utils
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
@@ -174,3 +174,18 @@ def json_body(response: httpx.Response, *, system: str, action: str) -> Any:
         raise UpstreamError(
             system, action, "malformed JSON in the response", status_code=response.status_code
         ) from None
+
+
+class PooledClient:
+    """Base of the HTTP clients: one pooled httpx client each, closed when done (or by `with`)."""
+
+    _http: httpx.Client
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

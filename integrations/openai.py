@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 from integrations.errors import DEFAULT_CONNECT_TIMEOUT_S, UpstreamError
-from integrations.http import json_body, new_client, send
+from integrations.http import PooledClient, json_body, new_client, send
 
 SYSTEM = "openai"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -18,7 +18,7 @@ class ModelsResult:
     model_count: int
 
 
-class OpenAIClient:
+class OpenAIClient(PooledClient):
     def __init__(
         self,
         *,
@@ -69,15 +69,6 @@ class OpenAIClient:
         else:
             reason = "unexpected answer"
         raise UpstreamError(SYSTEM, action, reason, status_code=status, code=code)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _error_code(response: Any) -> str | None:

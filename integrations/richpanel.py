@@ -7,12 +7,12 @@ Richpanel has no public API for automation rules or HTTP targets: those are conf
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
 from integrations.errors import DEFAULT_CONNECT_TIMEOUT_S, UpstreamError
-from integrations.http import json_body, new_client, send
+from integrations.http import PooledClient, json_body, new_client, send
 
 SYSTEM = "richpanel"
 DEFAULT_BASE_URL = "https://api.richpanel.com"
@@ -24,7 +24,7 @@ class RichpanelResult:
     data: dict[str, Any]
 
 
-class RichpanelClient:
+class RichpanelClient(PooledClient):
     def __init__(
         self,
         *,
@@ -85,15 +85,6 @@ class RichpanelClient:
     def http_target(self) -> None:
         """Richpanel has no public API to read HTTP targets: a person must confirm the URL and auth header."""
         return None
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _call(self, method: str, path: str, action: str, **kwargs: Any) -> tuple[httpx.Response, dict[str, Any]]:
         response = send(

@@ -13,12 +13,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
 import httpx
 
 from integrations.errors import DEFAULT_CONNECT_TIMEOUT_S, UpstreamError
-from integrations.http import json_body, new_client, send
+from integrations.http import PooledClient, json_body, new_client, send
 
 SYSTEM = "shopify"
 GRAPHQL_THROTTLE_RETRIES = 2
@@ -197,7 +197,7 @@ def graphql_write_reason(document: Any) -> str | None:
 # --- the client ------------------------------------------------------------------------------
 
 
-class ShopifyClient:
+class ShopifyClient(PooledClient):
     """Read-only Admin API client for one shop."""
 
     def __init__(
@@ -305,15 +305,6 @@ class ShopifyClient:
                 status_code=response.status_code,
                 code=_error_code(first),
             )
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # --- internals ---------------------------------------------------------------------------
     def _url(self, path: str) -> str:
