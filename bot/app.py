@@ -34,6 +34,7 @@ from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, R
 from slack_sdk.webhook import WebhookClient
 
 from bot.access import Access, GroupCache, GroupLookup, mention, slack_group_lookup
+from bot.evidence_followup import RETRY_DELAYS_S, follow_pending_evidence
 from bot.slack_args import ArgsError, CommandArgs, parse_command_text, usage
 from bot.slack_blocks import Rendered, escape, notice_blocks, progress_blocks, result_blocks, started_blocks, title
 from commands.config import COMMANDS, ConfigError, CutoverConfig, Tokens
@@ -73,6 +74,7 @@ def create_app(
     publisher_factory: PublisherFactory | None = None,
     group_lookup: GroupLookup | None = None,
     update_interval_s: float = UPDATE_INTERVAL_S,
+    evidence_retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
 ) -> App:
     """The Bolt app for HTTP (bot.wsgi) and Socket Mode (bot.socket_mode). See `CutoverBot`."""
     return CutoverBot(
@@ -83,6 +85,7 @@ def create_app(
         publisher_factory=publisher_factory,
         group_lookup=group_lookup,
         update_interval_s=update_interval_s,
+        evidence_retry_delays_s=evidence_retry_delays_s,
     ).app
 
 
@@ -332,6 +335,7 @@ class CutoverBot:
         group_lookup: GroupLookup | None = None,
         update_interval_s: float = UPDATE_INTERVAL_S,
         queue_capacity: int | None = None,
+        evidence_retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
     ):
         if not tokens.slack_bot_token:
             raise ConfigError("SLACK_BOT_TOKEN is not set: the bot token (xoxb-...) from the Slack app's OAuth page")
@@ -349,6 +353,7 @@ class CutoverBot:
         self.runner = runner
         self.publisher_factory = publisher_factory
         self.update_interval_s = update_interval_s
+        self.evidence_retry_delays_s = evidence_retry_delays_s
         base_url = api_base_url(tokens.slack_api_url)
         token = tokens.slack_bot_token
         self.client = WebClient(
@@ -521,6 +526,13 @@ class CutoverBot:
             return
         self.recent.update(job.run, state=outcome.report.overall_status, summary=f"run {outcome.report.run_id}")
         live.finish(result_blocks(outcome, user=job.user))
+        if publisher is not None:
+            follow_pending_evidence(
+                outcome,
+                publisher,
+                show=lambda later: live.finish(result_blocks(later, user=job.user)),
+                delays_s=self.evidence_retry_delays_s,
+            )
 
 
 def _guarded(work: Callable[[], None]) -> None:

@@ -126,6 +126,16 @@ class GitHubPublisher:
         self.outbox.save(job)  # on disk before the first call: a crash mid-way loses nothing
         return self._run(job["id"])
 
+    def retry(self, report: Report) -> EvidenceResult:
+        """One more try for this run's queued evidence (the Slack app follows a pending run with it)."""
+        jid = job_id(report)
+        if self.outbox.load(jid) is not None:
+            return self._run(jid)
+        refused = next((j for j in self.outbox.failed() if j.get("id") == jid), None)
+        if refused is not None:
+            return EvidenceResult("local", f"GitHub refused the evidence: {refused.get('failed_reason')}")
+        return EvidenceResult("attached", f"attached to PR #{report.pr} (delivered by an earlier retry)")
+
     def drain(self) -> list[EvidenceResult]:
         """Send every pending job (at start-up, or on a timer). Jobs another process is sending are skipped."""
         return [self._run(job["id"]) for job in self.outbox.pending()]
@@ -227,6 +237,10 @@ class GitHubPublisher:
 
 
 # --- a job ----------------------------------------------------------------------------------
+def job_id(report: Report) -> str:
+    return f"{report.env}-{report.command}-{report.run_id}"
+
+
 def new_job(
     report: Report, bundle: Bundle, *, pr: int, keep_account_ids: bool, evidence_dir: str, redactor: Redactor = REDACTOR
 ) -> Job:
@@ -244,7 +258,7 @@ def new_job(
     started = report.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return {
         "version": JOB_VERSION,
-        "id": f"{report.env}-{report.command}-{report.run_id}",
+        "id": job_id(report),
         "created_at": datetime.now(UTC).isoformat(),
         "pr": pr,
         "env": report.env,

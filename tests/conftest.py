@@ -48,9 +48,8 @@ def _clear_faults(request) -> Iterator[None]:
     yield
     sb = request.getfixturevalue("sandbox") if "sandbox" in request.fixturenames else None
     if isinstance(sb, Sandbox):  # other modules have a `sandbox` fixture of their own
-        for env in sb.envs.values():
-            for fake in env.fakes:
-                fake.clear_faults()
+        for fake in (sb.github, sb.slack, *(f for env in sb.envs.values() for f in env.fakes)):
+            fake.clear_faults()
 
 
 def assert_nothing_planted(sandbox: Sandbox, *outputs: str) -> None:

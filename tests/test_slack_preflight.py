@@ -5,6 +5,7 @@ lands in the channel of the sandbox's Slack fake, with nothing planted leaking a
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -58,3 +59,33 @@ def test_a_command_that_is_not_built_yet_is_refused_at_the_ack(sandbox, slack_co
         assert "`/canary` is not available yet" in reply["text"]
         assert "`/preflight`" in reply["text"]
         assert h.fake.messages() == []
+
+
+def test_pending_evidence_is_attached_later_and_the_same_message_says_so(sandbox, slack_config, tmp_path):
+    from commands.outbox import Outbox
+    from commands.publish import GitHubPublisher
+    from integrations.github import GitHubEvidence
+    from integrations.sandbox.env import REPO
+    from integrations.sandbox.http import Fault
+
+    def quick_publisher():  # one in-process try, so the follow-up retries do the work
+        sink = GitHubEvidence(repo=REPO, token=sandbox.github_token, base_url=sandbox.github.url)
+        return GitHubPublisher(sink, Outbox(tmp_path / "outbox"), evidence_dir="evidence", attempts=1, wait_s=0.01)
+
+    sandbox.github.inject("/repos/", Fault("status", 500))  # GitHub is down
+    kwargs = {"publisher_factory": quick_publisher, "evidence_retry_delays_s": (0.3, 0.3, 0.3)}
+    with served_bot(execute, config=slack_config, fake=sandbox.slack, tokens=Tokens(), bot_kwargs=kwargs) as h:
+        h.command("/preflight", f"prod pr={PR_NUMBER}", user=ENGINEER)
+        [message] = h.final_messages(1, timeout_s=30)
+        assert "evidence pending" in message.all_text()
+        assert "PASS preflight prod" in message.all_text()  # the verdict does not wait for GitHub
+        sandbox.github.clear_faults()  # GitHub is back
+        deadline = time.monotonic() + 10
+        while "evidence attached" not in h.fake.messages(CHANNEL)[0].all_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        final = h.fake.messages(CHANNEL)[0]
+        assert final.ts == message.ts  # the same message, edited
+        assert "evidence attached" in final.all_text()
+    stickies = [c for c in sandbox.github.comments(PR_NUMBER) if "cutover:prod:preflight" in c["body"]]
+    assert len(stickies) == 1  # edited in place, never duplicated
+    assert not list((tmp_path / "outbox").glob("*.json"))  # nothing left pending
