@@ -9,14 +9,14 @@ blocks in all (`msg_blocks_too_long` has been seen at about 13k).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from commands.execute import EvidenceResult, Outcome
-from commands.redaction import REDACTOR
+from commands.redaction import REDACTOR, Redactor
 from commands.render import STATUS_ICON, summary_line
-from commands.report import CheckResult, Status
+from commands.report import CheckResult, Status, failing_first
 
 MAX_BLOCKS = 50
 MAX_SECTION_CHARS = 3000
@@ -74,11 +74,11 @@ def progress_blocks(
     head = f"{title(command)} {env} started by <@{user}>{_qualifiers(pr, dry_run)}"
     counts = f"{len(done)} checks done" + (f", {failed} not passing" if failed else "") + f" · {elapsed_s:.1f} s"
     blocks = [_section(f"⏳ *{escape_keep_mentions(head)}*"), _context(counts)]
-    blocks += _check_blocks(_failing_first(done), reserve=1)
+    blocks += _check_blocks(failing_first(done), reserve=1)
     return _final(f"{head}: {counts}", blocks)
 
 
-def result_blocks(outcome: Outcome, *, user: str | None = None) -> Rendered:
+def result_blocks(outcome: Outcome, *, user: str | None = None, redactor: Redactor = REDACTOR) -> Rendered:
     """PASS/FAIL with the summary, the failing checks first with their reason, then the rest."""
     report = outcome.report
     summary = summary_line(report)
@@ -87,11 +87,11 @@ def result_blocks(outcome: Outcome, *, user: str | None = None) -> Rendered:
     retry = f"fix what failed, then `/{report.command} {{env}}` again"
     next_step = NEXT_STEP.get(report.command, "") if report.passed else retry
     head = [_section(f"{icon} *{escape(summary)}*{by}")]
-    foot = [_context(_evidence_line(outcome.evidence), f"{report.duration_s:.1f} s · run `{report.run_id}`")]
+    foot = [_context(_evidence_line(outcome.evidence, redactor), f"{report.duration_s:.1f} s · run `{report.run_id}`")]
     if next_step:
         foot.append(_context(next_step.format(env=report.env)))
-    blocks = head + _check_blocks(report.failing_first(), reserve=len(head) + len(foot)) + foot
-    return _final(summary, blocks)
+    blocks = head + _check_blocks(report.failing_first(), reserve=len(head) + len(foot), redactor=redactor) + foot
+    return _final(summary, blocks, redactor)
 
 
 def notice_blocks(text: str, *, icon: str = "⚠️") -> Rendered:
@@ -111,23 +111,20 @@ def _qualifiers(pr: int | None, dry_run: bool) -> str:
     return (f" for PR #{pr}" if pr else "") + (" (dry run)" if dry_run else "")
 
 
-def _failing_first(checks: Iterable[CheckResult]) -> list[CheckResult]:
-    order = {Status.FAIL: 0, Status.SKIP: 1, Status.WARN: 2, Status.PASS: 3}
-    return sorted(checks, key=lambda c: order[c.status])
-
-
-def _check_line(check: CheckResult) -> str:
+def _check_line(check: CheckResult, redactor: Redactor) -> str:
     # Redact the whole detail first, then shorten: see the module docstring.
-    detail = " ".join(REDACTOR.redact(check.detail).split())
+    detail = " ".join(redactor.redact(check.detail).split())
     limit = DETAIL_CHARS[check.status]
     if len(detail) > limit:
         detail = detail[: limit - 1] + "…"
-    name = escape(REDACTOR.redact(check.name))
+    name = escape(redactor.redact(check.name))
     status = f"*{check.status}* " if check.status != Status.PASS else ""
     return f"{STATUS_ICON[check.status]} {status}`{name}`" + (f": {escape(detail)}" if detail else "")
 
 
-def _check_blocks(checks: Sequence[CheckResult], *, reserve: int) -> list[dict[str, Any]]:
+def _check_blocks(
+    checks: Sequence[CheckResult], *, reserve: int, redactor: Redactor = REDACTOR
+) -> list[dict[str, Any]]:
     """Check lines packed into sections within every budget; what does not fit becomes one note."""
     max_sections = MAX_BLOCKS - reserve - 1  # one block kept for the "more checks" note
     sections: list[str] = []
@@ -135,7 +132,7 @@ def _check_blocks(checks: Sequence[CheckResult], *, reserve: int) -> list[dict[s
     used = 0
     shown = 0
     for check in checks:
-        line = _check_line(check)
+        line = _check_line(check, redactor)
         size = len(line) + 1
         if used + size > TOTAL_BUDGET:
             break
@@ -156,9 +153,9 @@ def _check_blocks(checks: Sequence[CheckResult], *, reserve: int) -> list[dict[s
     return blocks
 
 
-def _evidence_line(evidence: EvidenceResult) -> str:
+def _evidence_line(evidence: EvidenceResult, redactor: Redactor = REDACTOR) -> str:
     words = EVIDENCE_WORDS.get(evidence.state, evidence.state)
-    detail = escape(evidence.detail)
+    detail = escape(redactor.redact(evidence.detail))  # before escaping can disguise a value
     if evidence.url:
         return f"{EVIDENCE_ICON.get(evidence.state, '')} <{evidence.url}|{words}>: {detail}"
     return f"{EVIDENCE_ICON.get(evidence.state, '')} {words}: {detail}"
@@ -172,12 +169,12 @@ def _context(*texts: str) -> dict[str, Any]:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": t} for t in texts]}
 
 
-def _final(text: str, blocks: list[dict[str, Any]]) -> Rendered:
+def _final(text: str, blocks: list[dict[str, Any]], redactor: Redactor = REDACTOR) -> Rendered:
     """The last step of every rendering: redact, then make sure the limits still hold."""
-    blocks = REDACTOR.redact_obj(blocks)[:MAX_BLOCKS]
+    blocks = redactor.redact_obj(blocks)[:MAX_BLOCKS]
     for block in blocks:
         inner = block.get("text")
         if isinstance(inner, dict) and len(inner.get("text", "")) > MAX_SECTION_CHARS:
             # Only reachable if redaction markers grew a section past the limit; cutting removes, never reveals.
             inner["text"] = inner["text"][: MAX_SECTION_CHARS - 1] + "…"
-    return Rendered(text=REDACTOR.redact(text)[:3000], blocks=blocks)
+    return Rendered(text=redactor.redact(text)[:3000], blocks=blocks)

@@ -57,9 +57,15 @@ class Report(BaseModel):
         return [c for c in self.checks if c.status == status]
 
     def failing_first(self) -> list[CheckResult]:
-        """Checks ordered for a reader: FAIL, SKIP, WARN, then PASS (stable within each)."""
-        order = {Status.FAIL: 0, Status.SKIP: 1, Status.WARN: 2, Status.PASS: 3}
-        return sorted(self.checks, key=lambda c: order[c.status])
+        return failing_first(self.checks)
+
+
+_READING_ORDER = {Status.FAIL: 0, Status.SKIP: 1, Status.WARN: 2, Status.PASS: 3}
+
+
+def failing_first(checks: Iterable[CheckResult]) -> list[CheckResult]:
+    """Checks ordered for a reader: FAIL, SKIP, WARN, then PASS (stable within each)."""
+    return sorted(checks, key=lambda c: _READING_ORDER[c.status])
 
 
 def new_run_id() -> str:

@@ -6,8 +6,10 @@ Other tests (Slack blocks, PR comments) add their renderings here so one propert
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 from rich.console import Console
 
@@ -49,8 +51,31 @@ def log_record(report: Report, redactor: Redactor) -> str:
     return stream.getvalue()
 
 
+def slack_message(report: Report, redactor: Redactor) -> str:
+    from bot.slack_blocks import result_blocks
+    from commands.evidence import Bundle
+    from commands.execute import EvidenceResult, Outcome
+
+    bundle = Bundle(path=Path("evidence"), files=render_files(report, redactor=redactor))
+    rendered = result_blocks(Outcome(report, bundle, EvidenceResult("pending", "queued")), redactor=redactor)
+    return json.dumps({"text": rendered.text, "blocks": rendered.blocks}, ensure_ascii=False)
+
+
+def pr_comment(report: Report, redactor: Redactor) -> str:
+    """The sticky comment as the publisher builds it (job, then body, then the final redaction)."""
+    from commands.evidence import Bundle
+    from commands.publish import EvidenceLinks, compose_comment, new_job
+
+    bundle = Bundle(path=Path("evidence"), files=render_files(report, redactor=redactor))
+    job = new_job(report, bundle, pr=7, keep_account_ids=False, evidence_dir="evidence", redactor=redactor)
+    links = EvidenceLinks("http://127.0.0.1/acme/rp-mw", "a" * 40, "evidence/prod/x")
+    return redactor.redact(compose_comment(job, links, previous=None))
+
+
 RENDERINGS: dict[str, Callable[[Report, Redactor], str]] = {
     "proof files": proof_files,
     "terminal": terminal,
     "log record": log_record,
+    "slack message": slack_message,
+    "pr comment": pr_comment,
 }
