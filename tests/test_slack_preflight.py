@@ -89,3 +89,23 @@ def test_pending_evidence_is_attached_later_and_the_same_message_says_so(sandbox
     stickies = [c for c in sandbox.github.comments(PR_NUMBER) if "cutover:prod:preflight" in c["body"]]
     assert len(stickies) == 1  # edited in place, never duplicated
     assert not list((tmp_path / "outbox").glob("*.json"))  # nothing left pending
+
+
+def test_slack_and_cli_produce_the_same_report(sandbox, slack_config, config_path, tmp_path):
+    from bot.cli import main
+
+    cli_json = tmp_path / "cli.json"
+    argv = ["preflight", "--env", "firing-alarm", "--config", str(config_path), "--evidence-dir", str(tmp_path / "cli")]
+    assert main([*argv, "--out-json", str(cli_json)]) == 1
+    with served_bot(execute, config=slack_config, fake=sandbox.slack, tokens=Tokens()) as h:
+        h.command("/preflight", "firing-alarm", user=ENGINEER)
+        h.final_messages(1, timeout_s=30)
+    [slack_json] = (tmp_path / "evidence" / "firing-alarm").rglob("report.json")
+
+    def shape(path):
+        report = json.loads(path.read_text())
+        checks = [(c["name"], c["status"], c["detail"]) for c in report["checks"]]
+        return report["command"], report["env"], report["overall_status"], checks
+
+    assert shape(slack_json) == shape(cli_json)
+    assert json.loads(slack_json.read_text())["requested_by"] == ENGINEER
