@@ -225,3 +225,23 @@ def test_a_pr_without_github_configured_keeps_evidence_local_and_says_so(config_
     argv = ["preflight", "--env", "prod", "--config", str(config_path), "--pr", "7", "--evidence-dir", str(tmp_path)]
     assert main(argv) == 0
     assert "GitHub is not configured" in capsys.readouterr().out
+
+
+def test_the_sandbox_starts_fast_and_seeds_the_outbound_flag_in_the_background():
+    import time
+
+    import boto3
+
+    from integrations.sandbox.env import Sandbox, Scenario
+
+    t0 = time.perf_counter()
+    sandbox = Sandbox({"solo": Scenario()}).start()
+    started = time.perf_counter() - t0
+    try:
+        sandbox.wait_until_seeded()
+        ssm = boto3.client("ssm", region_name="us-east-2")
+        assert ssm.get_parameter(Name="/rp-mw/solo/outbound_enabled")["Parameter"]["Value"] == "false"
+    finally:
+        sandbox.stop()
+    print(f"sandbox start: {started:.2f} s")
+    assert started < 2.0

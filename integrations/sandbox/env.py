@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -113,6 +114,7 @@ class Sandbox:
         self.github = GitHubFake(repo=REPO, token=self.github_token)
         self.slack = SlackFake(token=self.slack_bot_token, groups={RUNNERS_GROUP: [ENGINEER]})
         self.envs: dict[str, EnvSandbox] = {}
+        self._ssm_seeding: threading.Thread | None = None
         self._saved_environ: dict[str, str | None] = {}
 
     def start(self) -> Sandbox:
@@ -134,10 +136,24 @@ class Sandbox:
         for name, scenario in self.scenarios.items():
             self.envs[name] = env = self._start_env(name, scenario)
             self.aws.seed(self._aws_seed(env), now=now)
+        # moto's first SSM call costs about 1 s (it loads EC2 data) and /preflight never reads the
+        # outbound flag: seed it in the background; `wait_until_seeded()` before relying on it.
+        self._ssm_seeding = threading.Thread(target=self._seed_outbound_flags, name="sandbox-ssm", daemon=True)
+        self._ssm_seeding.start()
         self.set_latency(self.latency_s)
         return self
 
+    def wait_until_seeded(self, timeout_s: float = 30.0) -> None:
+        if self._ssm_seeding is not None:
+            self._ssm_seeding.join(timeout_s)
+
+    def _seed_outbound_flags(self) -> None:
+        ssm = self.aws.client("ssm")
+        for name in self.envs:
+            ssm.put_parameter(Name=f"/rp-mw/{name}/outbound_enabled", Value="false", Type="String", Overwrite=True)
+
     def stop(self) -> None:
+        self.wait_until_seeded()
         for env in self.envs.values():
             for fake in env.fakes:
                 fake.stop()
@@ -216,7 +232,7 @@ class Sandbox:
             refresh_age_hours=sc.refresh_age_hours,
             alarms={f"rp-mw-{env.name}-{k}": sc.alarm_states.get(k, "OK") for k in ALARM_KINDS},
             alarm_actions_enabled=sc.alarm_actions_enabled,
-            ssm_flag=f"/rp-mw/{env.name}/outbound_enabled",
+            ssm_flag=None,  # seeded in the background: see start()
             unrelated_log_lines=sc.unrelated_log_lines,
         )
 
