@@ -1,12 +1,14 @@
 """Ack latency under load: N concurrent signed slash commands while the runs behind them are slow.
 
     .venv/bin/python bench/ack.py [-n 50] [--run-seconds 1.0] [--server gunicorn|threaded]
+    .venv/bin/python bench/ack.py --sandbox [--latency 0.3]
 
 Serves the real Bolt app (bot.app + bot.wsgi) on 127.0.0.1, by default under gunicorn with the
 Procfile's settings (1 worker, 8 threads); Slack's Web API is the loopback SlackFake. Each run
-takes `--run-seconds` (a scripted runner that reports checks slowly). Prints p50/p99/max ack
-latency, how many were answered 200, and how many got their final message in the channel.
-Targets: p99 < 100 ms at 50 concurrent, none lost.
+takes `--run-seconds` (a scripted runner that reports checks slowly), or with `--sandbox` each run
+is the real preflight against the sandbox (moto and the fakes) with `--latency` on every upstream.
+Prints p50/p99/max ack latency, how many were answered 200, and how many got their final message
+in the channel. Targets: p99 < 100 ms at 50 concurrent, none lost.
 """
 
 from __future__ import annotations
@@ -95,10 +97,15 @@ class SlowRunner:
         return Outcome(report, Bundle(Path("evidence/bench"), {}))
 
 
-def wsgi_app(slack_url: str, run_seconds: float) -> Any:
+def wsgi_app(slack_url: str, run_seconds: float, config_path: str = "") -> Any:
     from bot.app import create_app
     from bot.wsgi import make_wsgi_app
 
+    if config_path:  # the real preflight on the sandbox, run as in production (a worker process each)
+        from bot.process_runner import ProcessRunner
+        from commands.config import load_config
+
+        return make_wsgi_app(create_app(config=load_config(config_path), tokens=Tokens(), runner=ProcessRunner()))
     tokens = Tokens(slack_bot_token=TOKEN, slack_signing_secret=SECRET, slack_api_url=slack_url)
     config = CutoverConfig.model_validate(bench_config())
     return make_wsgi_app(create_app(config=config, tokens=tokens, runner=SlowRunner(run_seconds)))
@@ -106,11 +113,17 @@ def wsgi_app(slack_url: str, run_seconds: float) -> Any:
 
 def gunicorn_app() -> Any:
     """Factory for the gunicorn child: `bench.ack:gunicorn_app()` (settings come through the environment)."""
-    return wsgi_app(os.environ["BENCH_SLACK_URL"], float(os.environ["BENCH_RUN_SECONDS"]))
+    env = os.environ
+    return wsgi_app(env["BENCH_SLACK_URL"], float(env["BENCH_RUN_SECONDS"]), env.get("BENCH_CONFIG", ""))
 
 
-def start_gunicorn(slack_url: str, run_seconds: float, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "BENCH_SLACK_URL": slack_url, "BENCH_RUN_SECONDS": str(run_seconds)}
+def start_gunicorn(slack_url: str, run_seconds: float, port: int, config_path: str = "") -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "BENCH_SLACK_URL": slack_url,
+        "BENCH_RUN_SECONDS": str(run_seconds),
+        "BENCH_CONFIG": config_path,
+    }
     cmd = [
         str(Path(sys.executable).parent / "gunicorn"),
         "--workers", "1", "--threads", "8",
@@ -142,9 +155,9 @@ def wait_healthy(url: str, timeout_s: float = 20.0) -> None:
     raise SystemExit(f"the app did not come up at {url}")
 
 
-def signed(body: str) -> dict[str, str]:
+def signed(body: str, secret: str = SECRET) -> dict[str, str]:
     ts = str(int(time.time()))
-    signature = SignatureVerifier(SECRET).generate_signature(timestamp=ts, body=body) or ""
+    signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body) or ""
     return {
         "Content-Type": "application/x-www-form-urlencoded",
         "X-Slack-Request-Timestamp": ts,
@@ -152,15 +165,44 @@ def signed(body: str) -> dict[str, str]:
     }
 
 
-def fire(url: str, n: int, response_url: str) -> list[tuple[int, float, bool]]:
+def start_sandbox_process(latency_s: float) -> subprocess.Popen[str]:
+    """`bench/ack.py --sandbox-process`: prints one JSON line (config, environment), then serves."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--sandbox-process", "--latency", str(latency_s)]
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def serve_sandbox(latency_s: float) -> int:
+    import tempfile
+
+    from integrations.sandbox import env as sandbox_env
+
+    with sandbox_env.Sandbox({"prod": sandbox_env.Scenario()}, latency_s=latency_s) as sandbox:
+        workdir = Path(tempfile.mkdtemp(prefix="bench-ack-"))
+        config = sandbox.write_config(workdir, evidence_dir=str(workdir / "evidence"))
+        aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+        info = {
+            "config": str(config),
+            "environ": aws,
+            "channel": sandbox_env.CHANNEL,
+            "user": sandbox_env.ENGINEER,
+            "group": sandbox_env.RUNNERS_GROUP,
+        }
+        print(json.dumps(info), flush=True)
+        sys.stdin.read()  # until the bench closes our input
+    return 0
+
+
+def fire(
+    url: str, n: int, response_url: str, *, secret: str = SECRET, channel: str = CHANNEL, user: str = USER
+) -> list[tuple[int, float, bool]]:
     """N concurrent commands released together; (status, seconds, queued) for each.
     Not queued = acked with a private "busy" reply (the bot's bounded queue was full)."""
     bodies = [
         urlencode(
             {
                 "team_id": "T0BENCH",
-                "channel_id": CHANNEL,
-                "user_id": USER,
+                "channel_id": channel,
+                "user_id": user,
                 "command": "/preflight",
                 "text": "prod",
                 "response_url": f"{response_url}{i}",
@@ -173,7 +215,7 @@ def fire(url: str, n: int, response_url: str) -> list[tuple[int, float, bool]]:
     barrier = threading.Barrier(n)
 
     def one(i: int) -> None:
-        headers = signed(bodies[i])
+        headers = signed(bodies[i], secret)
         with httpx.Client(timeout=10) as client:
             barrier.wait()
             started = time.perf_counter()
@@ -210,29 +252,48 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=50, help="concurrent commands (default 50)")
     parser.add_argument("--run-seconds", type=float, default=1.0, help="how long each run takes (default 1.0)")
     parser.add_argument("--server", choices=("gunicorn", "threaded"), default="gunicorn")
+    parser.add_argument("--sandbox", action="store_true", help="real preflights against the sandbox")
+    parser.add_argument("--latency", type=float, default=0.3, help="with --sandbox: seconds on every upstream")
+    parser.add_argument("--sandbox-process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.sandbox_process:
+        return serve_sandbox(args.latency)
 
     from integrations.sandbox.slack import SlackFake
 
+    sandbox = None
+    config_path, channel, user = "", CHANNEL, USER
     fake = SlackFake(token=TOKEN).start()
+    if args.sandbox:
+        # moto and the fakes live in a process of their own, so neither the bot nor this client
+        # shares a GIL with them: the latency measured is the bot's.
+        sandbox = start_sandbox_process(args.latency)
+        info = json.loads(sandbox.stdout.readline())
+        os.environ.update(info["environ"])
+        os.environ.update(SLACK_API_URL=fake.url + "/api/", SLACK_BOT_TOKEN=TOKEN, SLACK_SIGNING_SECRET=SECRET)
+        config_path, channel, user = info["config"], info["channel"], info["user"]
+        fake.groups = {info["group"]: [user]}
     proc = server = None
     try:
         if args.server == "gunicorn":
             port = free_port()
-            proc = start_gunicorn(fake.url, args.run_seconds, port)
+            proc = start_gunicorn(fake.url, args.run_seconds, port, config_path)
             url = f"http://127.0.0.1:{port}"
         else:
             from bot.wsgi import serve_threaded
 
-            server = serve_threaded(wsgi_app(fake.url, args.run_seconds))
+            server = serve_threaded(wsgi_app(fake.url, args.run_seconds, config_path))
             url = f"http://127.0.0.1:{server.server_address[1]}"
         wait_healthy(url)
-        fire(url, 2, fake.response_url("warmup"))  # warm the imports and the first connections
-        time.sleep(args.run_seconds + 0.5)
+        who = {"channel": channel, "user": user}
+        fire(url, 2, fake.response_url("warmup"), **who)  # warm the imports and the first connections
+        time.sleep(args.run_seconds + 0.5 if not sandbox else 3.0)
         fake.reset()
+        if sandbox is not None:
+            fake.groups = {info["group"]: [user]}
 
         started = time.perf_counter()
-        results = fire(url, args.n, fake.response_url("r"))
+        results = fire(url, args.n, fake.response_url("r"), **who)
         latencies_ms = [s * 1000 for _, s, _ in results]
         ok = sum(1 for status, _, _ in results if status == 200)
         queued = sum(1 for _, _, q in results if q)
@@ -240,7 +301,7 @@ def main() -> int:
         deadline = time.monotonic() + args.run_seconds * args.n + 30
         finals = 0
         while time.monotonic() < deadline:
-            finals = sum(1 for m in fake.messages(CHANNEL) if is_final_text(m.blocks))
+            finals = sum(1 for m in fake.messages(channel) if is_final_text(m.blocks))
             if finals >= queued:
                 break
             time.sleep(0.05)
@@ -250,7 +311,12 @@ def main() -> int:
         print(
             f"server: {args.server} (1 worker, 8 threads)" if args.server == "gunicorn" else "server: threaded wsgiref"
         )
-        print(f"{args.n} concurrent /preflight, each run {args.run_seconds:.1f} s")
+        what = (
+            f"the real preflight on the sandbox (its own process), {args.latency * 1000:.0f} ms on every upstream"
+            if sandbox
+            else f"each run {args.run_seconds:.1f} s"
+        )
+        print(f"{args.n} concurrent /preflight, {what}")
         print(
             f"ack latency ms: p50 {p50:.1f}  p99 {p99:.1f}  max {worst:.1f}  (mean {statistics.mean(latencies_ms):.1f})"
         )
@@ -279,6 +345,9 @@ def main() -> int:
             proc.wait(timeout=10)
         if server is not None:
             server.shutdown()
+        if sandbox is not None:
+            sandbox.stdin.close()  # the sandbox process stops when its input closes
+            sandbox.wait(timeout=30)
         fake.stop()
 
 

@@ -370,7 +370,7 @@ class CutoverBot:
         self.available = _available_commands(runner)
         self._own_executor = executor is None
         self.executor = executor or ThreadPoolExecutor(
-            max_workers=config.max_concurrency, thread_name_prefix="cutover-run"
+            max_workers=config.concurrent_runs(), thread_name_prefix="cutover-run"
         )
         self.queue = RunQueue(self.executor, queue_capacity or max(64, 4 * config.max_concurrency))
         self.urgent = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cutover-urgent")
@@ -550,7 +550,7 @@ def _ack_ephemeral(ack: Ack, text: str) -> None:
 def _available_commands(runner: Runner) -> frozenset[str] | None:
     """The commands the real executor can run, so the ack can say "not available yet" up front.
     None when unknown (an injected runner decides for itself, answering UsageError)."""
-    if runner is not execute:
+    if runner is not execute and not getattr(runner, "runs_execute", False):
         return None
     try:
         from commands.execute import runners

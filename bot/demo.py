@@ -23,6 +23,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot.app import create_app
 from bot.cli import EXIT_FAIL, EXIT_PASS, build_parser, make_console, run_command
+from bot.process_runner import ProcessRunner
 from bot.wiring import publisher_for
 from bot.wsgi import make_wsgi_app, serve_threaded
 from commands.config import CutoverConfig, Tokens, load_config
@@ -76,7 +77,10 @@ def run_demo(console: Console | None = None) -> int:
 
 def _slack_steps(console: Console, sandbox: Sandbox, config: CutoverConfig) -> bool:
     """Two signed slash commands to the real Bolt app over HTTP; print what the channel shows."""
-    app = create_app(config=config, tokens=Tokens(), publisher_factory=lambda: publisher_for(config))
+    # As in production: each run in a worker process, so acks never wait on a run's CPU.
+    app = create_app(
+        config=config, tokens=Tokens(), runner=ProcessRunner(), publisher_factory=lambda: publisher_for(config)
+    )
     server = serve_threaded(make_wsgi_app(app))
     url = f"http://127.0.0.1:{server.server_address[1]}/slack/events"
     try:

@@ -29,10 +29,15 @@ def run_socket_mode(config: CutoverConfig, tokens: Tokens) -> int:
         # Socket Mode does not check signatures, but the app is the same one HTTP serves.
         tokens = tokens.model_copy(update={"slack_signing_secret": "unused-in-socket-mode"})
     from bot.app import create_app
+    from bot.process_runner import ProcessRunner
+    from bot.wiring import drain_in_background, publisher_for
 
     install_log_redaction()
     REDACTOR.register("slack_app_token", tokens.slack_app_token)
-    app = create_app(config=config, tokens=tokens)
+    drain_in_background(publisher_for(config))  # evidence an earlier process could not deliver
+    app = create_app(
+        config=config, tokens=tokens, runner=ProcessRunner(), publisher_factory=lambda: publisher_for(config)
+    )
     handler = SocketModeHandler(app, app_token=tokens.slack_app_token)
     log.info("cutover bot connecting in Socket Mode")
     try:

@@ -50,12 +50,15 @@ def build_application() -> WSGIApp:
     """The production app: config from CUTOVER_CONFIG (or ./cutover.toml), tokens from the environment.
     Raises ConfigError naming what is missing (the CLI turns it into exit 2)."""
     from bot.app import create_app
+    from bot.process_runner import ProcessRunner
     from bot.wiring import drain_in_background, publisher_for
 
     install_log_redaction()
     config = load_config()
     drain_in_background(publisher_for(config))  # evidence an earlier process could not deliver
-    bolt_app = create_app(config=config, tokens=Tokens(), publisher_factory=_publisher_factory(config))
+    bolt_app = create_app(
+        config=config, tokens=Tokens(), runner=ProcessRunner(), publisher_factory=_publisher_factory(config)
+    )
     return make_wsgi_app(bolt_app)
 
 

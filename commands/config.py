@@ -140,7 +140,14 @@ class CutoverConfig(_Strict):
     evidence_dir: str = "evidence"
     state: str = "sqlite:///var/cutover.db"
     executor: Literal["local", "github-actions"] = "local"
-    max_concurrency: int = Field(16, ge=1, le=64)
+    max_concurrency: int = Field(16, ge=1, le=64)  # checks in flight within one run (mostly waiting on I/O)
+    # Runs in flight at once in the Slack app (each in a worker process); more queue. Sized by CPUs:
+    # runs are CPU bursts, and past that they only slow the acks (bench/ack.py --sandbox).
+    max_concurrent_runs: int | None = Field(None, ge=1, le=64)
+
+    def concurrent_runs(self) -> int:
+        return self.max_concurrent_runs or max(2, 2 * (os.cpu_count() or 1))
+
     github: GitHubConfig = Field(default_factory=GitHubConfig)
     slack: SlackConfig = Field(default_factory=SlackConfig)
     envs: dict[str, EnvConfig] = Field(min_length=1)

@@ -7,6 +7,7 @@ upstream message (AWS validation messages can echo request values) and keep only
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,36 @@ from integrations.errors import UpstreamError
 
 # Service models are parsed once per process, not once per run (about 50 ms per run saved).
 _MODEL_LOADER = botocore.loaders.create_loader()
+
+# Clients are thread-safe and cost ~25 ms of CPU each to build, which a busy bot takes from its
+# Slack acks: one per process per (service, region, endpoint, timeouts, environment), shared by
+# every run. Refreshable credentials (roles, SSO) refresh inside the client as usual.
+_SHARED_CLIENTS: dict[tuple[Any, ...], Any] = {}
+_SHARED_LOCK = threading.Lock()
+_ENVIRONMENT = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
+
+
+def _environment_key() -> tuple[str | None, ...]:
+    """What boto3 reads from the environment when it builds a client: a change means a new client."""
+    return tuple(os.environ.get(name) for name in _ENVIRONMENT)
+
+
+SERVICES = ("sts", "secretsmanager", "lambda", "logs", "cloudwatch", "ssm")
+
+
+def preload_models(services: Sequence[str] = SERVICES) -> None:
+    """Parse the service models now (a throwaway client each, no network), e.g. before forking workers."""
+    session = _new_session("us-east-1")
+    for service in services:
+        session.client(service, aws_access_key_id="preload", aws_secret_access_key="preload")
+
+
+def _new_session(region: str) -> boto3.session.Session:
+    # Sessions are not thread-safe: one per client built (rare, under the lock), sharing the models.
+    botocore_session = botocore.session.Session()
+    botocore_session.register_component("data_loader", _MODEL_LOADER)
+    return boto3.session.Session(botocore_session=botocore_session, region_name=region)
+
 
 T = TypeVar("T")
 
@@ -97,6 +128,7 @@ class Aws:
         self.region = region
         # endpoint_url=None lets boto3 honour AWS_ENDPOINT_URL (and per-service variants) itself.
         self._endpoint_url = endpoint_url
+        self._config_key = (connect_timeout_s, read_timeout_s, max_attempts)
         self._config = Config(
             region_name=region,
             connect_timeout=connect_timeout_s,
@@ -104,21 +136,20 @@ class Aws:
             # total_max_attempts counts the first try, so max_attempts=2 means one retry.
             retries={"total_max_attempts": max_attempts, "mode": "standard"},
         )
-        botocore_session = botocore.session.Session()
-        botocore_session.register_component("data_loader", _MODEL_LOADER)
-        self._session = boto3.session.Session(botocore_session=botocore_session, region_name=region)
         self._clients: dict[str, Any] = {}
-        # Sessions are not thread-safe, clients are: only client creation needs the lock.
-        self._lock = threading.Lock()
 
     def _client(self, service: str) -> Any:
         client = self._clients.get(service)
         if client is None:
-            with self._lock:
-                client = self._clients.get(service)
+            key = (service, self.region, self._endpoint_url, self._config_key, _environment_key())
+            with _SHARED_LOCK:
+                client = _SHARED_CLIENTS.get(key)
                 if client is None:
-                    client = self._session.client(service, endpoint_url=self._endpoint_url, config=self._config)
-                    self._clients[service] = client
+                    client = _new_session(self.region).client(
+                        service, endpoint_url=self._endpoint_url, config=self._config
+                    )
+                    _SHARED_CLIENTS[key] = client
+            self._clients[service] = client
         return client
 
     def _call(self, action: str, fn: Callable[[], T], *, sensitive: bool = False) -> T:

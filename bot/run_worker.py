@@ -1,0 +1,50 @@
+"""The worker side of `ProcessRunner`: one run in its own process, sending back only redacted things.
+
+The forkserver imports this module once; the warm-up below (service models, imports, the TLS
+context) is then inherited by every forked run instead of being paid per run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from multiprocessing.connection import Connection
+
+from bot.wiring import publisher_for
+from commands import preflight as _preflight  # noqa: F401 - imported for the forkserver's warm-up
+from commands import render
+from commands.config import CutoverConfig
+from commands.execute import EvidenceResult, RunRequest, execute
+from commands.redaction import REDACTOR
+from commands.report import CheckResult
+from integrations import aws, http
+
+aws.preload_models()
+http.preload()
+
+
+def work(request: RunRequest, config: CutoverConfig, environ: dict[str, str], publish: bool, send: Connection) -> None:
+    """Run one command; progress, the outcome or the error go back over `send`, redacted here, where
+    the redactor has seen this run's secret values."""
+    os.environ.clear()
+    os.environ.update(environ)
+    keep = request.include_aws_account_id
+    try:
+        publisher = publisher_for(config) if publish else None
+
+        def progress(check: CheckResult) -> None:
+            clean = REDACTOR.redact_obj(check.model_dump(mode="json"), keep_account_ids=keep)
+            send.send(("progress", CheckResult.model_validate(clean)))
+
+        outcome = execute(request, config=config, progress=progress, publisher=publisher)
+        evidence = outcome.evidence
+        clean = replace(
+            outcome,
+            report=render.redacted(outcome.report, keep_account_ids=keep),
+            evidence=EvidenceResult(evidence.state, REDACTOR.redact(evidence.detail), evidence.url),
+        )
+        send.send(("outcome", clean))
+    except Exception as exc:
+        send.send(("error", (exc.__class__.__name__, REDACTOR.redact(str(exc)))))
+    finally:
+        send.close()
