@@ -13,30 +13,28 @@ then our retry deduplication, then the listeners.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from slack_bolt import Ack, App, BoltResponse
+from slack_bolt import Ack, App
 from slack_bolt.authorization import AuthorizeResult
-from slack_bolt.middleware import Middleware
-from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
-from slack_sdk.webhook import WebhookClient
 
 from bot.access import Access, GroupCache, GroupLookup, mention, slack_group_lookup
 from bot.evidence_followup import RETRY_DELAYS_S, follow_pending_evidence
+from bot.live_message import SLACK_CALL_TIMEOUT_S, LiveMessage
+from bot.recent_runs import RECENT_RUNS, RecentRuns, RunRecord
+from bot.retry_dedup import RetryDedup
+from bot.run_queue import RunQueue, guarded
 from bot.slack_args import ArgsError, CommandArgs, parse_command_text, usage
-from bot.slack_blocks import Rendered, escape, notice_blocks, progress_blocks, result_blocks, started_blocks, title
+from bot.slack_blocks import escape, notice_blocks, progress_blocks, result_blocks, started_blocks, title
 from commands.config import COMMANDS, ConfigError, CutoverConfig, Tokens
 from commands.execute import Outcome, Publisher, RunRequest, UsageError, execute
 from commands.redaction import REDACTOR
@@ -47,9 +45,7 @@ log = logging.getLogger(__name__)
 DEFAULT_API_URL = "https://slack.com/api/"
 UPDATE_INTERVAL_S = 1.0  # progress edits at most once a second: chat.update is rate limited per channel
 ACCESS_LOOKUP_TIMEOUT_S = 2  # a group lookup happens before the ack, which must come within 3 s
-SLACK_CALL_TIMEOUT_S = 10
 URGENT = frozenset({"rollback"})  # never queued behind other runs, never refused for capacity
-RECENT_RUNS = 20
 
 Runner = Callable[..., Outcome]  # commands.execute.execute's signature
 PublisherFactory = Callable[[], Publisher | None]
@@ -87,224 +83,6 @@ def create_app(
         update_interval_s=update_interval_s,
         evidence_retry_delays_s=evidence_retry_delays_s,
     ).app
-
-
-# --- retries ---------------------------------------------------------------------------
-
-
-class RetryDedup(Middleware):
-    """Answers 200 to a request already seen, without running it again.
-
-    Slack retries (X-Slack-Retry-Num) when an answer is slow or lost; Bolt does not deduplicate.
-    A signed request can also be replayed for up to 5 minutes (the signature's time window), so
-    any repeat of a key is dropped, retry header or not. The key is Slack's own id for the
-    invocation (trigger_id, event_id), else a hash of the body.
-
-    The set is in memory, so it holds per process only: with several worker processes a retry
-    may land on another one. Hence one worker (`gunicorn --workers 1 --threads N`) in the Procfile.
-    """
-
-    def __init__(self, *, ttl_s: float = 600.0, clock: Callable[[], float] = time.monotonic):
-        self._ttl_s = ttl_s  # longer than the signature window and Slack's retry schedule
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._seen: dict[str, float] = {}  # key -> expiry; dicts keep insertion order, so oldest first
-
-    @staticmethod
-    def key(req: BoltRequest) -> str:
-        body = req.body if isinstance(req.body, dict) else {}
-        for field in ("trigger_id", "event_id"):
-            if isinstance(body.get(field), str) and body[field]:
-                return f"{field}:{body[field]}"
-        raw = req.raw_body if isinstance(req.raw_body, str) else repr(req.body)
-        return "body:" + hashlib.sha256(raw.encode()).hexdigest()
-
-    def first_time(self, key: str) -> bool:
-        now = self._clock()
-        with self._lock:
-            while self._seen:
-                oldest = next(iter(self._seen))
-                if self._seen[oldest] > now:
-                    break
-                del self._seen[oldest]
-            if key in self._seen:
-                return False
-            self._seen[key] = now + self._ttl_s
-            return True
-
-    def process(self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]) -> BoltResponse:
-        if self.first_time(self.key(req)):
-            return next()
-        retry = (req.headers.get("x-slack-retry-num") or ["-"])[0]
-        log.info("dropped a repeated Slack request (retry %s): already handled in this process", retry)
-        return BoltResponse(status=200, body="")
-
-
-# --- the bot's own executor -------------------------------------------------------------
-
-
-class RunQueue:
-    """The bot's executor with a bound on runs queued or running: a flood is refused at the ack
-    with a clear reply instead of piling up work nobody is waiting for any more."""
-
-    def __init__(self, executor: Executor, capacity: int):
-        self._executor = executor
-        self._slots = threading.BoundedSemaphore(capacity)
-        self.capacity = capacity
-
-    def submit(self, work: Callable[[], None]) -> bool:
-        if not self._slots.acquire(blocking=False):
-            return False
-
-        def run() -> None:
-            try:
-                _guarded(work)
-            finally:
-                self._slots.release()
-
-        try:
-            self._executor.submit(run)
-        except RuntimeError:  # shut down
-            self._slots.release()
-            return False
-        return True
-
-
-# --- what /cutover status shows ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    command: str
-    env: str
-    user: str
-    received_at: datetime
-    state: str = "queued"  # queued, running, PASS, FAIL, did not run, error
-    summary: str = ""
-
-
-class RecentRuns:
-    def __init__(self, size: int = RECENT_RUNS):
-        self._lock = threading.Lock()
-        self._runs: deque[RunRecord] = deque(maxlen=size)
-        self._ids = 0
-        self._index: dict[int, RunRecord] = {}
-
-    def add(self, record: RunRecord) -> int:
-        with self._lock:
-            self._ids += 1
-            self._runs.append(record)
-            self._index = {k: v for k, v in self._index.items() if v in self._runs}
-            self._index[self._ids] = record
-            return self._ids
-
-    def update(self, run: int, **changes: Any) -> None:
-        with self._lock:
-            old = self._index.get(run)
-            if old is None:
-                return
-            new = replace(old, **changes)
-            self._index[run] = new
-            for i, r in enumerate(self._runs):
-                if r is old:
-                    self._runs[i] = new
-
-    def latest_first(self) -> list[RunRecord]:
-        with self._lock:
-            return list(reversed(self._runs))
-
-
-# --- one run's channel message ----------------------------------------------------------
-
-
-class LiveMessage:
-    """The one channel message of a run: posted once, edited at most once per interval while checks
-    finish, and always edited a last time with the result (which no late progress edit can overwrite)."""
-
-    def __init__(
-        self,
-        client: WebClient,
-        *,
-        progress_client: WebClient,
-        channel: str,
-        response_url: str | None,
-        interval_s: float,
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        self._client = client
-        self._progress_client = progress_client  # no rate-limit sleeps: a skipped progress edit is harmless
-        self.channel = channel
-        self._response_url = response_url
-        self._interval_s = interval_s
-        self._clock = clock
-        self._lock = threading.Lock()  # held during an edit, so the final edit waits for one in flight
-        self._closed = False
-        self._last = 0.0
-        self.ts: str | None = None
-
-    def post(self, rendered: Rendered) -> None:
-        try:
-            response = self._client.chat_postMessage(channel=self.channel, **rendered.as_kwargs())
-            self.ts, self.channel = response["ts"], response.get("channel") or self.channel
-        except (SlackApiError, SlackClientError, OSError) as exc:
-            # e.g. not_in_channel: the result still reaches the person through response_url.
-            log.warning("chat.postMessage failed in %s: %s", self.channel, _slack_error(exc))
-        self._last = self._clock()
-
-    def maybe_update(self, render: Callable[[], Rendered]) -> None:
-        if self.ts is None or self._closed or self._clock() - self._last < self._interval_s:
-            return
-        if not self._lock.acquire(blocking=False):
-            return  # an edit is in flight; the next check (or the final edit) brings the message up to date
-        try:
-            if self._closed or self._clock() - self._last < self._interval_s:
-                return
-            self._last = self._clock()
-            self._progress_client.chat_update(channel=self.channel, ts=self.ts, **render().as_kwargs())
-        except (SlackApiError, SlackClientError, OSError) as exc:
-            log.info("progress update skipped: %s", _slack_error(exc))
-        finally:
-            self._lock.release()
-
-    def finish(self, rendered: Rendered) -> bool:
-        """Edit the message to its final form; fall back to a new message, then to response_url."""
-        self._closed = True
-        with self._lock:
-            attempts: list[tuple[str, Callable[[], Any]]] = []
-            if self.ts is not None:
-                ts = self.ts
-                attempts.append(
-                    (
-                        "chat.update",
-                        lambda: self._client.chat_update(channel=self.channel, ts=ts, **rendered.as_kwargs()),
-                    )
-                )
-            attempts.append(
-                (
-                    "chat.postMessage",
-                    lambda: self._client.chat_postMessage(channel=self.channel, **rendered.as_kwargs()),
-                )
-            )
-            if self._response_url:
-                attempts.append(("response_url", self._respond(rendered)))
-            for name, attempt in attempts:
-                try:
-                    attempt()
-                    return True
-                except (SlackApiError, SlackClientError, OSError, RuntimeError) as exc:
-                    log.warning("final message via %s failed: %s", name, _slack_error(exc))
-        log.error("the result of a run could not be delivered to Slack (channel %s)", self.channel)
-        return False
-
-    def _respond(self, rendered: Rendered) -> Callable[[], None]:
-        def send() -> None:
-            assert self._response_url is not None
-            webhook = WebhookClient(self._response_url, timeout=SLACK_CALL_TIMEOUT_S)
-            response = webhook.send(text=rendered.text, blocks=rendered.blocks, response_type="in_channel")
-            if response.status_code != 200:
-                raise RuntimeError(f"response_url answered {response.status_code}")
-
-        return send
 
 
 # --- the app ------------------------------------------------------------------------------
@@ -432,7 +210,7 @@ class CutoverBot:
             run=run,
         )
         if name in URGENT:
-            self.urgent.submit(_guarded, lambda: self._run(job))
+            self.urgent.submit(guarded, lambda: self._run(job))
         elif not self.queue.submit(lambda: self._run(job)):
             self.recent.update(run, state="did not run", summary="the bot was at capacity")
             _ack_ephemeral(
@@ -535,14 +313,6 @@ class CutoverBot:
             )
 
 
-def _guarded(work: Callable[[], None]) -> None:
-    """An executor would keep an exception in a Future nobody reads: log it instead."""
-    try:
-        work()
-    except Exception:
-        log.exception("a run failed outside its own error handling")
-
-
 def _ack_ephemeral(ack: Ack, text: str) -> None:
     ack(text=REDACTOR.redact(text), response_type="ephemeral")
 
@@ -559,9 +329,3 @@ def _available_commands(runner: Runner) -> frozenset[str] | None:
     except Exception:  # a command module that fails to import is reported when it is run
         log.exception("could not list the available commands")
         return None
-
-
-def _slack_error(exc: Exception) -> str:
-    if isinstance(exc, SlackApiError):
-        return str(exc.response.get("error") or exc.response.status_code)
-    return f"{exc.__class__.__name__}: {exc}"

@@ -17,7 +17,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.access import Access, GroupCache, LookupFailed, mention, slack_group_lookup
-from bot.app import RetryDedup, api_base_url
+from bot.app import api_base_url
+from bot.retry_dedup import RetryDedup
 from bot.slack_args import ArgsError, CommandArgs, parse_command_text
 from bot.slack_blocks import TOTAL_BUDGET, progress_blocks, result_blocks, started_blocks
 from commands.config import ConfigError, Tokens
