@@ -53,6 +53,10 @@ class Publisher(Protocol):
 
     def publish(self, report: Report, bundle: Bundle, *, pr: int | None, keep_account_ids: bool) -> EvidenceResult: ...
 
+    def retry(self, report: Report) -> EvidenceResult:
+        """Another try for a run whose evidence is pending; "attached" once it has landed."""
+        ...
+
 
 @dataclass(frozen=True)
 class Outcome:
