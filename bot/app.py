@@ -191,6 +191,10 @@ class CutoverBot:
         except ArgsError as exc:
             _ack_ephemeral(ack, str(exc))
             return
+        home = self.config.slack.channel
+        if home and channel != home and name not in URGENT:  # rollback works from anywhere
+            _ack_ephemeral(ack, f"Run `/{name}` in <#{home}>, where the team sees it. Nothing was run.")
+            return
         if self.available is not None and name not in self.available:
             have = ", ".join(f"`/{c}`" for c in sorted(self.available)) or "none"
             _ack_ephemeral(ack, f"`/{name}` is not available yet in this bot (available: {have}). Nothing was run.")

@@ -287,3 +287,16 @@ def test_healthz():
         response = h.http.get(f"{h.url}/healthz")
         assert (response.status_code, response.text) == (200, "ok")
         assert h.http.get(f"{h.url}/nope").status_code == 404
+
+
+def test_commands_outside_the_cutover_channel_are_refused_with_where_to_go():
+    from commands.config import SlackConfig
+
+    config = make_config().model_copy(update={"slack": SlackConfig(channel="C0ELSEWHERE")})
+    runner = ScriptedRunner()
+    with served_bot(runner, config=config) as h:
+        reply = h.command("/preflight", "prod").json()
+    assert reply["response_type"] == "ephemeral"
+    assert "<#C0ELSEWHERE>" in reply["text"]
+    assert "Nothing was run" in reply["text"]
+    assert runner.calls == []
