@@ -25,15 +25,15 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-from slack_sdk.signature import SignatureVerifier  # noqa: E402
 
+from bot.slack_blocks import in_progress  # noqa: E402
+from bot.slash_requests import signed_headers, slash_command_body  # noqa: E402
 from commands.config import CutoverConfig, Tokens  # noqa: E402
 from commands.evidence import Bundle  # noqa: E402
 from commands.execute import Outcome, RunRequest  # noqa: E402
@@ -155,16 +155,6 @@ def wait_healthy(url: str, timeout_s: float = 20.0) -> None:
     raise SystemExit(f"the app did not come up at {url}")
 
 
-def signed(body: str, secret: str = SECRET) -> dict[str, str]:
-    ts = str(int(time.time()))
-    signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body) or ""
-    return {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": signature,
-    }
-
-
 def start_sandbox_process(latency_s: float) -> subprocess.Popen[str]:
     """`bench/ack.py --sandbox-process`: prints one JSON line (config, environment), then serves."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--sandbox-process", "--latency", str(latency_s)]
@@ -198,16 +188,13 @@ def fire(
     """N concurrent commands released together; (status, seconds, queued) for each.
     Not queued = acked with a private "busy" reply (the bot's bounded queue was full)."""
     bodies = [
-        urlencode(
-            {
-                "team_id": "T0BENCH",
-                "channel_id": channel,
-                "user_id": user,
-                "command": "/preflight",
-                "text": "prod",
-                "response_url": f"{response_url}{i}",
-                "trigger_id": f"bench.{i}.{uuid.uuid4().hex}",
-            }
+        slash_command_body(
+            "/preflight",
+            "prod",
+            user=user,
+            channel=channel,
+            response_url=f"{response_url}{i}",
+            trigger_id=f"bench.{i}.{uuid.uuid4().hex}",
         )
         for i in range(n)
     ]
@@ -215,7 +202,7 @@ def fire(
     barrier = threading.Barrier(n)
 
     def one(i: int) -> None:
-        headers = signed(bodies[i], secret)
+        headers = signed_headers(bodies[i], secret)
         with httpx.Client(timeout=10) as client:
             barrier.wait()
             started = time.perf_counter()
@@ -234,12 +221,6 @@ def fire(
     for t in threads:
         t.join()
     return results
-
-
-def is_final_text(blocks: list[dict[str, Any]]) -> bool:
-    """The started and progress forms open with an hourglass; the result does not."""
-    first = (blocks or [{}])[0].get("text", {}).get("text", "")
-    return not first.startswith("⏳")
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -301,7 +282,7 @@ def main() -> int:
         deadline = time.monotonic() + args.run_seconds * args.n + 30
         finals = 0
         while time.monotonic() < deadline:
-            finals = sum(1 for m in fake.messages(channel) if is_final_text(m.blocks))
+            finals = sum(1 for m in fake.messages(channel) if not in_progress(m.blocks))
             if finals >= queued:
                 break
             time.sleep(0.05)

@@ -10,20 +10,19 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-import uuid
 from pathlib import Path
-from urllib.parse import urlencode
 
 import httpx
 from rich.console import Console
 from rich.panel import Panel
 from rich.rule import Rule
 from rich.text import Text  # Slack mrkdwn and PR Markdown contain [..] that rich would read as markup
-from slack_sdk.signature import SignatureVerifier
 
 from bot.app import create_app
 from bot.cli import EXIT_FAIL, EXIT_PASS, build_parser, make_console, run_command
 from bot.process_runner import ProcessRunner
+from bot.slack_blocks import in_progress
+from bot.slash_requests import signed_headers, slash_command_body
 from bot.wiring import publisher_for
 from bot.wsgi import make_wsgi_app, serve_threaded
 from commands.config import CutoverConfig, Tokens, load_config
@@ -88,7 +87,10 @@ def _slack_steps(console: Console, sandbox: Sandbox, config: CutoverConfig) -> b
             for text in (f"prod pr={PR_NUMBER}", "staging"):
                 console.print(Rule(f"Slack: <@{ENGINEER}> types /preflight {text}"))
                 t0 = time.perf_counter()
-                ack = http.post(url, content=(body := _command_body(text)), headers=_signed(sandbox, body))
+                body = slash_command_body(
+                    "/preflight", text, user=ENGINEER, channel=CHANNEL, response_url="http://127.0.0.1:9/unused"
+                )
+                ack = http.post(url, content=body, headers=signed_headers(body, sandbox.slack_signing_secret))
                 console.print(
                     f"ack {ack.status_code} in {(time.perf_counter() - t0) * 1000:.0f} ms: {ack.json()['text']}"
                 )
@@ -101,36 +103,11 @@ def _slack_steps(console: Console, sandbox: Sandbox, config: CutoverConfig) -> b
     return True
 
 
-def _command_body(text: str) -> str:
-    return urlencode(
-        {
-            "team_id": "T0SANDBOX",
-            "channel_id": CHANNEL,
-            "user_id": ENGINEER,
-            "command": "/preflight",
-            "text": text,
-            "response_url": "http://127.0.0.1:9/unused",
-            "trigger_id": uuid.uuid4().hex,
-        }
-    )
-
-
-def _signed(sandbox: Sandbox, body: str) -> dict[str, str]:
-    ts = str(int(time.time()))
-    signature = SignatureVerifier(sandbox.slack_signing_secret).generate_signature(timestamp=ts, body=body)
-    return {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": signature or "",
-    }
-
-
 def _wait_for_verdict(sandbox: Sandbox, *, count: int, timeout_s: float = 20.0) -> str | None:
     """The newest channel message once `count` runs have reached a verdict (not "started"/progress)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        # "Started" and progress forms open with an hourglass; a verdict does not.
-        finals = [m for m in sandbox.slack.messages(CHANNEL) if not _plain(m.blocks[:1]).startswith("⏳")]
+        finals = [m for m in sandbox.slack.messages(CHANNEL) if not in_progress(m.blocks)]
         if len(finals) >= count:
             return _plain(finals[-1].blocks) or finals[-1].text
         time.sleep(0.05)

@@ -32,6 +32,7 @@ NEXT_STEP = {
 }
 EVIDENCE_WORDS = {"attached": "evidence attached", "pending": "evidence pending", "local": "kept locally"}
 EVIDENCE_ICON = {"attached": "📎", "pending": "⏳", "local": "💾"}
+IN_PROGRESS = "⏳"  # opens the started and progress forms; a verdict or a notice never does
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def escape(text: str) -> str:
 
 def started_blocks(command: str, env: str, user: str, *, pr: int | None = None, dry_run: bool = False) -> Rendered:
     line = f"{title(command)} {env} started by <@{user}>{_qualifiers(pr, dry_run)}"
-    return _final(line, [_section(f"⏳ *{escape_keep_mentions(line)}*")])
+    return _final(line, [_section(f"{IN_PROGRESS} *{escape_keep_mentions(line)}*")])
 
 
 def progress_blocks(
@@ -73,7 +74,7 @@ def progress_blocks(
     failed = sum(1 for c in done if c.status in (Status.FAIL, Status.SKIP))
     head = f"{title(command)} {env} started by <@{user}>{_qualifiers(pr, dry_run)}"
     counts = f"{len(done)} checks done" + (f", {failed} not passing" if failed else "") + f" · {elapsed_s:.1f} s"
-    blocks = [_section(f"⏳ *{escape_keep_mentions(head)}*"), _context(counts)]
+    blocks = [_section(f"{IN_PROGRESS} *{escape_keep_mentions(head)}*"), _context(counts)]
     blocks += _check_blocks(failing_first(done), reserve=1)
     return _final(f"{head}: {counts}", blocks)
 
@@ -92,6 +93,12 @@ def result_blocks(outcome: Outcome, *, user: str | None = None, redactor: Redact
         foot.append(_context(next_step.format(env=report.env)))
     blocks = head + _check_blocks(report.failing_first(), reserve=len(head) + len(foot), redactor=redactor) + foot
     return _final(summary, blocks, redactor)
+
+
+def in_progress(blocks: list[dict[str, Any]]) -> bool:
+    """Whether a message with these blocks is a run's started/progress form rather than its end."""
+    first = (blocks or [{}])[0].get("text", {}).get("text", "")
+    return first.startswith(IN_PROGRESS)
 
 
 def notice_blocks(text: str, *, icon: str = "⚠️") -> Rendered:

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
-from slack_sdk.signature import SignatureVerifier
 
+from bot import slash_requests
 from bot.app import CutoverBot
+from bot.slack_blocks import in_progress
+from bot.slash_requests import slash_command_body
 from bot.wsgi import make_wsgi_app, serve_threaded
 from commands.config import CutoverConfig, Tokens
 from commands.evidence import Bundle
@@ -125,34 +126,13 @@ class ScriptedRunner:
 
 
 def command_body(command: str, text: str, *, user: str, response_url: str, trigger_id: str | None = None) -> str:
-    return urlencode(
-        {
-            "token": "deprecated-verification-token",
-            "team_id": "T0SANDBOX",
-            "team_domain": "sandbox",
-            "channel_id": CHANNEL,
-            "channel_name": "cutover",
-            "user_id": user,
-            "user_name": user.lower(),
-            "command": command,
-            "text": text,
-            "api_app_id": "A0CUTOVER",
-            "is_enterprise_install": "false",
-            "response_url": response_url,
-            "trigger_id": trigger_id or f"{uuid.uuid4().int % 10**12}.{uuid.uuid4().hex[:12]}",
-        }
+    return slash_command_body(
+        command, text, user=user, channel=CHANNEL, response_url=response_url, trigger_id=trigger_id
     )
 
 
 def signed_headers(body: str, *, secret: str = SIGNING_SECRET, timestamp: int | None = None) -> dict[str, str]:
-    ts = str(int(time.time()) if timestamp is None else timestamp)
-    signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
-    assert signature is not None
-    return {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": signature,
-    }
+    return slash_requests.signed_headers(body, secret, timestamp=timestamp)
 
 
 @dataclass
@@ -193,8 +173,7 @@ class Harness:
 
 def is_final(message: Message) -> bool:
     """Started and progress forms open with the hourglass; a result or a notice does not."""
-    first = (message.blocks or [{}])[0].get("text", {}).get("text", "")
-    return not first.startswith("⏳")
+    return not in_progress(message.blocks)
 
 
 _fake: SlackFake | None = None
