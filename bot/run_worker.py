@@ -33,8 +33,7 @@ def work(request: RunRequest, config: CutoverConfig, environ: dict[str, str], pu
         publisher = publisher_for(config) if publish else None
 
         def progress(check: CheckResult) -> None:
-            clean = REDACTOR.redact_obj(check.model_dump(mode="json"), keep_account_ids=keep)
-            send.send(("progress", CheckResult.model_validate(clean)))
+            send.send(("progress", render.redacted_check(check, keep_account_ids=keep)))
 
         outcome = execute(request, config=config, progress=progress, publisher=publisher)
         evidence = outcome.evidence

@@ -43,9 +43,9 @@ class LiveChecks:
         self._live: Live | None = None
 
     def add(self, result: CheckResult) -> None:
-        clean = REDACTOR.redact_obj(result.model_dump(mode="json"), keep_account_ids=self.keep_account_ids)
+        clean = render.redacted_check(result, keep_account_ids=self.keep_account_ids)
         with self._lock:
-            self.done.append(CheckResult.model_validate(clean))
+            self.done.append(clean)
             if self._live is not None:
                 self._live.update(self._renderable())
 

@@ -8,7 +8,7 @@ anything a renderer adds.
 from __future__ import annotations
 
 from commands.redaction import REDACTOR, Redactor
-from commands.report import Report, Status
+from commands.report import CheckResult, Report, Status
 
 STATUS_ICON = {Status.PASS: "✅", Status.FAIL: "❌", Status.WARN: "⚠️", Status.SKIP: "⏭️"}
 
@@ -17,6 +17,12 @@ def redacted(report: Report, *, keep_account_ids: bool = False, redactor: Redact
     """The same report with every string redacted: what renderers for people start from."""
     data = redactor.redact_obj(report.model_dump(mode="json"), keep_account_ids=keep_account_ids)
     return Report.model_validate(data)
+
+
+def redacted_check(check: CheckResult, *, keep_account_ids: bool = False, redactor: Redactor = REDACTOR) -> CheckResult:
+    """One check with every string redacted: what a progress display or a process boundary passes on."""
+    data = redactor.redact_obj(check.model_dump(mode="json"), keep_account_ids=keep_account_ids)
+    return CheckResult.model_validate(data)
 
 
 def summary_line(report: Report) -> str:
