@@ -15,7 +15,7 @@ from commands.config import CutoverConfig, EnvConfig
 from commands.execute import ProgressFn, RunRequest
 from commands.redaction import REDACTOR
 from commands.report import Report, missing_checks, new_run_id, overall_status, utc_now
-from integrations.aws import Aws, CallerIdentity
+from integrations.aws import Aws, CallerIdentity, SecretPresence
 from integrations.errors import UpstreamError
 from integrations.openai import OpenAIClient
 from integrations.richpanel import RichpanelClient
@@ -47,6 +47,8 @@ class PreflightContext:
         self._presence = {name: Shared(_bind(self.aws.secret_presence, sid)) for name, sid in env.secrets.items()}
         self._values = {name: Shared(_bind(self._read_secret, name)) for name in env.secrets}
         self._closers: list[Callable[[], None]] = []
+        # One Shopify client for both Shopify checks: a rejected token is refreshed once per run.
+        self.shopify: Shared[ShopifyClient] = Shared(lambda: _new_shopify(self))
 
     # --- prerequisites ------------------------------------------------------------------
     def identity_problem(self, identity: CallerIdentity) -> str | None:
@@ -99,7 +101,7 @@ class PreflightContext:
         self._values[name] = Shared(_bind(self._read_secret, name))
         return self.secret(name)
 
-    def presence(self, name: str):
+    def presence(self, name: str) -> SecretPresence:
         return self._presence[name].get()
 
     def closing(self, client: Any) -> Any:
@@ -203,7 +205,7 @@ def check_richpanel(ctx: PreflightContext) -> Verdict:
     return passed(f"authenticated GET answered {result.status_code}", status_code=result.status_code)
 
 
-def _shopify(ctx: PreflightContext) -> ShopifyClient:
+def _new_shopify(ctx: PreflightContext) -> ShopifyClient:
     credential = SecretCredential(ctx, "shopify_admin_api_token")
     credential.get()  # a missing token is a SKIP, before any call
     ctx.require_identity()
@@ -227,13 +229,13 @@ def _shop_named(result: ShopifyResult, name: str | None, call: str, **data: Any)
 
 
 def check_shopify_rest(ctx: PreflightContext) -> Verdict:
-    result = _shopify(ctx).shop()
+    result = ctx.shopify.get().shop()
     name = (result.data.get("shop") or {}).get("name")
     return _shop_named(result, name, "shop.json", call_limit=result.call_limit)
 
 
 def check_shopify_graphql(ctx: PreflightContext) -> Verdict:
-    result = _shopify(ctx).graphql("{ shop { name } }")
+    result = ctx.shopify.get().graphql("{ shop { name } }")
     name = (result.data.get("shop") or {}).get("name")  # the client returns GraphQL's `data`
     return _shop_named(result, name, "{ shop { name } }", throttle=result.throttle)
 
