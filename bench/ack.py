@@ -3,7 +3,7 @@
     .venv/bin/python bench/ack.py [-n 50] [--run-seconds 1.0] [--server gunicorn|threaded]
     .venv/bin/python bench/ack.py --sandbox [--latency 0.3]
 
-Serves the real Bolt app (bot.app + bot.wsgi) on 127.0.0.1, by default under gunicorn with the
+Serves the real Bolt app (bot.slack.app + bot.slack.wsgi) on 127.0.0.1, by default under gunicorn with the
 Procfile's settings (1 worker, 8 threads); Slack's Web API is the loopback SlackFake. Each run
 takes `--run-seconds` (a scripted runner that reports checks slowly), or with `--sandbox` each run
 is the real preflight against the sandbox (moto and the fakes) with `--latency` on every upstream.
@@ -32,12 +32,12 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 
-from bot.slack_blocks import in_progress  # noqa: E402
-from bot.slash_requests import signed_headers, slash_command_body  # noqa: E402
+from bot.slack.blocks import in_progress  # noqa: E402
 from commands.config import CutoverConfig, Tokens  # noqa: E402
 from commands.evidence import Bundle  # noqa: E402
 from commands.execute import Outcome, RunRequest  # noqa: E402
 from commands.report import CheckResult, Report, Status  # noqa: E402
+from integrations.sandbox.slack_requests import signed_headers, slash_command_body  # noqa: E402
 
 SECRET = "bench-signing-secret-0123456789abcdef"
 TOKEN = "xoxb-bench-token"
@@ -77,7 +77,9 @@ class SlowRunner:
     def __init__(self, seconds: float):
         self.seconds = seconds
 
-    def __call__(self, request: RunRequest, *, config: CutoverConfig, progress: Any, publisher: Any = None) -> Outcome:
+    def __call__(
+        self, request: RunRequest, *, config: CutoverConfig, progress: Any, publisher: Any = None, **_: Any
+    ) -> Outcome:
         started = datetime.now(UTC)
         checks = []
         for i in range(CHECKS):
@@ -98,11 +100,11 @@ class SlowRunner:
 
 
 def wsgi_app(slack_url: str, run_seconds: float, config_path: str = "") -> Any:
-    from bot.app import create_app
-    from bot.wsgi import make_wsgi_app
+    from bot.slack.app import create_app
+    from bot.slack.wsgi import make_wsgi_app
 
     if config_path:  # the real preflight on the sandbox, run as in production (a worker process each)
-        from bot.process_runner import ProcessRunner
+        from bot.execution.worker_pool import ProcessRunner
         from commands.config import load_config
 
         return make_wsgi_app(create_app(config=load_config(config_path), tokens=Tokens(), runner=ProcessRunner()))
@@ -261,7 +263,7 @@ def main() -> int:
             proc = start_gunicorn(fake.url, args.run_seconds, port, config_path)
             url = f"http://127.0.0.1:{port}"
         else:
-            from bot.wsgi import serve_threaded
+            from bot.slack.wsgi import serve_threaded
 
             server = serve_threaded(wsgi_app(fake.url, args.run_seconds, config_path))
             url = f"http://127.0.0.1:{server.server_address[1]}"

@@ -20,13 +20,14 @@ ROOT = Path(__file__).resolve().parent.parent
 CASES = {
     "bare interpreter": "pass",
     "CLI (--help)": (
-        "import sys; sys.argv=['bot','--help']\ntry:\n import bot.cli; bot.cli.main()\nexcept SystemExit: pass"
+        "import sys; sys.argv=['bot','--help']\ntry:\n"
+        " import bot.terminal.cli; bot.terminal.cli.main()\nexcept SystemExit: pass"
     ),
     "preflight runner imported": "import commands.preflight",
     "Slack app built (WSGI)": (
         "import os; os.environ.update(SLACK_BOT_TOKEN='xoxb-0-bench', SLACK_SIGNING_SECRET='0'*32,"
         " SLACK_API_URL='http://127.0.0.1:9/api/', CUTOVER_CONFIG='cutover.example.toml')\n"
-        "import bot.wsgi; assert bot.wsgi.application"
+        "import bot.slack.wsgi; assert bot.slack.wsgi.application"
     ),
 }
 

@@ -14,8 +14,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from commands.registry import APPROVABLE
+
 DEFAULT_CONFIG_PATH = "cutover.toml"
-COMMANDS = ("preflight", "canary", "enable-outbound", "rollback")
 REQUIRED_SECRETS = (
     "richpanel_api_key",
     "richpanel_webhook_token",
@@ -98,9 +99,7 @@ class EnvConfig(_Strict):
     internal_test_address: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     runners: list[SlackId] = Field(default_factory=list)
     approvers: list[SlackId] = Field(default_factory=list)
-    approval_required: list[Literal["preflight", "canary", "enable-outbound"]] = Field(
-        default_factory=lambda: ["canary", "enable-outbound"]
-    )
+    approval_required: list[str] = Field(default_factory=lambda: ["canary", "enable-outbound"])
     max_age_minutes: MaxAges = Field(default_factory=MaxAges)
     secrets: dict[str, str]
     endpoints: Endpoints = Field(default_factory=Endpoints)
@@ -108,6 +107,14 @@ class EnvConfig(_Strict):
     shopify: ShopifySettings = Field(default_factory=ShopifySettings)
     check_timeout_s: float = Field(20.0, gt=0, le=300)
     http_timeout_s: float = Field(10.0, gt=0, le=120)
+
+    @field_validator("approval_required")
+    @classmethod
+    def _approvable(cls, v: list[str]) -> list[str]:
+        wrong = [name for name in v if name not in APPROVABLE]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)} cannot need an approval (approvable: {', '.join(APPROVABLE)})")
+        return v
 
     @field_validator("secrets")
     @classmethod

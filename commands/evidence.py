@@ -68,16 +68,28 @@ def write_bundle(
     return Bundle(path=path, files=files)
 
 
+class ManifestUnusable(ValueError):
+    """The manifest cannot be trusted to describe the bundle (missing, malformed, empty, or naming
+    files outside the bundle): a usage problem, not a verdict on the files."""
+
+
 def verify_bundle(path: Path | str) -> list[str]:
-    """Problems found checking a bundle against its manifest; empty means it verifies."""
+    """Problems found checking a bundle against its manifest; empty means it verifies.
+    Raises ManifestUnusable when there is nothing trustworthy to check against."""
     path = Path(path)
     try:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-        listed = manifest["files"]
     except FileNotFoundError:
-        return [f"{path}: no {MANIFEST}"]
-    except (ValueError, KeyError, TypeError) as exc:
-        return [f"{path / MANIFEST}: unreadable manifest ({exc.__class__.__name__})"]
+        return [f"{path}: no {MANIFEST} (is this an evidence bundle folder?)"]
+    except (OSError, ValueError) as exc:
+        raise ManifestUnusable(f"{path / MANIFEST}: unreadable manifest ({exc.__class__.__name__})") from None
+    listed = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(listed, dict) or not listed:
+        raise ManifestUnusable(f"{path / MANIFEST}: lists no files, so it proves nothing")
+    for name, meta in listed.items():
+        # Only plain names inside the bundle: "../x" or "/etc/passwd" would verify files it does not own.
+        if not isinstance(name, str) or Path(name).name != name or name in (".", "..") or not isinstance(meta, dict):
+            raise ManifestUnusable(f"{path / MANIFEST}: entry {str(name)[:80]!r} is not a file name inside the bundle")
     problems = []
     for name, meta in sorted(listed.items()):
         file = path / name

@@ -1,44 +1,36 @@
-"""The one entry point every delivery path (CLI, Slack, later Actions) calls to run a command.
+"""The one entry point every delivery path (CLI, Slack, Actions, PR comments) calls to run a command.
 
-execute() = look up the command's runner, run it, write the redacted evidence bundle, publish it
-to the PR when there is one. Callers render the `Outcome`; they never run checks themselves.
+execute() = pass the gate, run the command's runner (or its planner for a dry run), write the
+redacted evidence bundle, publish it to the PR when there is one. Callers render the `Outcome`;
+they never run checks themselves.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
 from commands.config import CutoverConfig
 from commands.evidence import Bundle, write_bundle
-from commands.report import CheckResult, Report
+from commands.gate import Authorizer, LocalOperator, Refused, admit
+from commands.registry import UsageError
+from commands.report import Report
+from commands.request import ProgressFn, RunRequest
 
 log = logging.getLogger(__name__)
 
-ProgressFn = Callable[[CheckResult], None]
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """What a person asked for, from any surface. Validated by the runner against the config."""
-
-    command: str
-    env: str
-    requested_by: str = "cli"
-    pr: int | None = None
-    dry_run: bool = False
-    include_aws_account_id: bool = False
-    aws_region: str | None = None  # overrides the map; a mismatch is a FAIL, never a silent switch
-    shop_domain: str | None = None
-
-
-class CommandRunner(Protocol):
-    """One per command (commands/preflight.py, ...): runs it and returns the report, nothing else."""
-
-    def __call__(self, request: RunRequest, config: CutoverConfig, progress: ProgressFn) -> Report: ...
+__all__ = [
+    "EvidenceResult",
+    "Outcome",
+    "ProgressFn",
+    "Publisher",
+    "Refused",
+    "RunRequest",
+    "UsageError",
+    "execute",
+]
 
 
 @dataclass(frozen=True)
@@ -61,21 +53,13 @@ class Publisher(Protocol):
 @dataclass(frozen=True)
 class Outcome:
     report: Report
-    bundle: Bundle
+    bundle: Bundle | None  # None for a dry run: it writes nothing, not even locally
     evidence: EvidenceResult = field(
         default_factory=lambda: EvidenceResult("local", "no PR given: evidence kept locally")
     )
 
 
-class UsageError(Exception):
-    """Bad input from a person (unknown command, bad PR number...): exit 2 / an ephemeral reply."""
-
-
-def runners() -> dict[str, CommandRunner]:
-    # Imported here so a command module's import cost is paid only when commands run.
-    from commands.preflight import run_preflight
-
-    return {"preflight": run_preflight}
+DRY_RUN_EVIDENCE = EvidenceResult("local", "dry run: nothing was changed or written anywhere (no upstream, no GitHub)")
 
 
 def execute(
@@ -85,15 +69,14 @@ def execute(
     progress: ProgressFn = lambda _: None,
     publisher: Publisher | None = None,
     evidence_root: Path | str | None = None,
+    authorizer: Authorizer | None = None,
 ) -> Outcome:
-    table = runners()
-    runner = table.get(request.command)
-    if runner is None:
-        raise UsageError(f"{request.command!r} is not available yet (available: {', '.join(sorted(table))})")
-    config.env(request.env)  # unknown env -> ConfigError before anything runs
-    if request.pr is None and config.github.default_pr is not None:
-        request = replace(request, pr=config.github.default_pr)
-    report = runner(request, config, progress)
+    """Raises UsageError/ConfigError (bad input: exit 2) or Refused (a rule says no: exit 1)."""
+    gate = admit(request, config, authorizer=authorizer or LocalOperator())
+    request = gate.request
+    if request.dry_run:
+        return Outcome(gate.spec.load_planner()(request, config), None, DRY_RUN_EVIDENCE)
+    report = gate.spec.load_runner()(request, config, progress)
     bundle = write_bundle(report, evidence_root or config.evidence_dir, keep_account_ids=request.include_aws_account_id)
     if request.pr is None:
         evidence = EvidenceResult("local", "no PR given: evidence kept locally, nothing written to GitHub")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 
 class Status(StrEnum):
@@ -40,10 +40,18 @@ class Report(BaseModel):
     run_id: str
     started_at: datetime
     finished_at: datetime
-    overall_status: Literal["PASS", "FAIL"]
     checks: list[CheckResult]
     requested_by: str | None = None
     pr: int | None = None
+    dry_run: bool = False  # a plan: nothing was called; its checks say what each step would do
+
+    @computed_field  # derived, never stored: a report cannot disagree with its own checks
+    @property
+    def overall_status(self) -> Literal["PASS", "FAIL"]:
+        """Fail closed: PASS only when there are checks and every one passed. A dry run's steps are
+        SKIP (nothing ran): its verdict says whether the command would be let through."""
+        allowed = PASSING | {Status.SKIP} if self.dry_run else PASSING
+        return "PASS" if self.checks and all(c.status in allowed for c in self.checks) else "FAIL"
 
     @property
     def passed(self) -> bool:

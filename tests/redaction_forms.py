@@ -23,7 +23,7 @@ def proof_files(report: Report, redactor: Redactor) -> str:
 
 
 def terminal(report: Report, redactor: Redactor) -> str:
-    from bot import terminal as term
+    from bot.terminal import console as term
     from commands import render
 
     console = Console(file=io.StringIO(), width=400, color_system=None)
@@ -52,7 +52,7 @@ def log_record(report: Report, redactor: Redactor) -> str:
 
 
 def slack_message(report: Report, redactor: Redactor) -> str:
-    from bot.slack_blocks import result_blocks
+    from bot.slack.blocks import result_blocks
     from commands.evidence import Bundle
     from commands.execute import EvidenceResult, Outcome
 
@@ -69,7 +69,7 @@ def pr_comment(report: Report, redactor: Redactor) -> str:
     bundle = Bundle(path=Path("evidence"), files=render_files(report, redactor=redactor))
     job = new_job(report, bundle, pr=7, keep_account_ids=False, evidence_dir="evidence", redactor=redactor)
     links = EvidenceLinks("http://127.0.0.1/acme/rp-mw", "a" * 40, "evidence/prod/x")
-    return redactor.redact(compose_comment(job, links, previous=None))
+    return redactor.redact(compose_comment(job, links))
 
 
 RENDERINGS: dict[str, Callable[[Report, Redactor], str]] = {

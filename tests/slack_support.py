@@ -1,7 +1,7 @@
 """Shared pieces of the Slack tests: a config, a scripted runner, signed requests, a served app.
 
-The app under test is the real Bolt app from `bot.app`, served over HTTP on loopback by
-`bot.wsgi`, talking to `SlackFake` for the Web API. Only the command runner is scripted.
+The app under test is the real Bolt app from `bot.slack.app`, served over HTTP on loopback by
+`bot.slack.wsgi`, talking to `SlackFake` for the Web API. Only the command runner is scripted.
 """
 
 from __future__ import annotations
@@ -19,16 +19,16 @@ from typing import Any
 
 import httpx
 
-from bot import slash_requests
-from bot.app import CutoverBot
-from bot.slack_blocks import in_progress
-from bot.slash_requests import slash_command_body
-from bot.wsgi import make_wsgi_app, serve_threaded
+from bot.slack.app import CutoverBot
+from bot.slack.blocks import in_progress
+from bot.slack.wsgi import make_wsgi_app, serve_threaded
 from commands.config import CutoverConfig, Tokens
 from commands.evidence import Bundle
 from commands.execute import EvidenceResult, Outcome, RunRequest
 from commands.report import CheckResult, Report, Status, overall_status
+from integrations.sandbox import slack_requests as slash_requests
 from integrations.sandbox.slack import Message, SlackFake
+from integrations.sandbox.slack_requests import slash_command_body
 
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 BOT_TOKEN = "xoxb-sandbox-token"
@@ -97,7 +97,7 @@ class ScriptedRunner:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(
-        self, request: RunRequest, *, config: CutoverConfig, progress: Callable, publisher: Any = None
+        self, request: RunRequest, *, config: CutoverConfig, progress: Callable, publisher: Any = None, **_: Any
     ) -> Outcome:
         with self._lock:
             self.calls.append(request)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
+from bot.terminal.cli import main
 from commands.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parent.parent

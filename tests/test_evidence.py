@@ -1,6 +1,6 @@
 import json
 
-from bot.cli import main
+from bot.terminal.cli import main
 from commands.evidence import verify_bundle, write_bundle
 from commands.report import Status
 from tests.factories import check, report

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from bot.process_runner import ProcessRunner, WorkerDied
-from bot.wiring import publisher_for
+from bot.execution.evidence_publisher import publisher_for
+from bot.execution.worker_pool import ProcessRunner, WorkerDied
 from commands.config import Tokens, load_config
 from commands.execute import RunRequest, UsageError
 from commands.redaction import REDACTOR

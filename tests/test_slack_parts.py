@@ -16,22 +16,29 @@ from hypothesis import strategies as st
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.access import Access, GroupCache, LookupFailed, mention, slack_group_lookup
-from bot.app import api_base_url
-from bot.retry_dedup import RetryDedup
-from bot.slack_args import ArgsError, CommandArgs, parse_command_text
-from bot.slack_blocks import TOTAL_BUDGET, progress_blocks, result_blocks, started_blocks
+from bot.slack.access import GroupCache, slack_group_lookup
+from bot.slack.app import api_base_url
+from bot.slack.args import ArgsError, parse_command_text
+from bot.slack.blocks import TOTAL_BUDGET, progress_blocks, result_blocks, started_blocks
+from bot.slack.retry_dedup import RetryDedup
+from commands.access import AccessPolicy, LookupFailed, mention
 from commands.config import ConfigError, Tokens
 from commands.evidence import Bundle
 from commands.execute import EvidenceResult, Outcome
 from commands.redaction import REDACTOR
 from commands.report import CheckResult, Report, Status
+from commands.request import RunRequest
 from integrations.sandbox.slack import SlackFake, block_kit_problem
 from tests.slack_support import ALICE, BOB, GROUP, MALLORY, make_config
 
 ENVS = ("dev", "prod")
 
 # --- arguments -------------------------------------------------------------------------------
+
+
+def CommandArgs(env: str, pr: int | None = None, dry_run: bool = False) -> RunRequest:
+    """What a /preflight's words parse to: the run request itself."""
+    return RunRequest("preflight", env, requested_by="", surface="slack", pr=pr, dry_run=dry_run)
 
 
 @pytest.mark.parametrize(
@@ -109,7 +116,7 @@ def test_runners_by_id_or_group_and_refusals_name_who_may():
         lookups.append(group)
         return [BOB]
 
-    access = Access(make_config(), GroupCache(lookup))
+    access = AccessPolicy(make_config(), GroupCache(lookup).members)
     assert access.may_run(ALICE, "prod", "preflight").allowed
     assert lookups == []  # a listed user needs no lookup
     assert access.may_run(BOB, "prod", "preflight").allowed
@@ -120,7 +127,7 @@ def test_runners_by_id_or_group_and_refusals_name_who_may():
 
 
 def test_approval_needs_an_approver_other_than_the_requester():
-    access = Access(make_config(), GroupCache(lambda g: []))
+    access = AccessPolicy(make_config(), GroupCache(lambda g: []).members)
     assert access.may_approve("U0MANAGER1", "prod", "canary", requester=ALICE).allowed
     assert not access.may_approve("U0MANAGER1", "prod", "canary", requester="U0MANAGER1").allowed
     refusal = access.may_approve(ALICE, "prod", "canary", requester=BOB)
@@ -137,7 +144,7 @@ def test_group_membership_is_cached_for_the_ttl_then_read_again():
         return members[group]
 
     cache = GroupCache(lookup, ttl_s=60, clock=clock)
-    access = Access(make_config(), cache)
+    access = AccessPolicy(make_config(), cache.members)
     assert access.may_run(BOB, "prod", "preflight").allowed
     members[GROUP] = []  # Bob leaves the group
     clock.now = 59
@@ -156,7 +163,7 @@ def test_a_burst_of_checks_makes_one_lookup():
         gate.wait(1)
         return [BOB]
 
-    access = Access(make_config(), GroupCache(slow_lookup))
+    access = AccessPolicy(make_config(), GroupCache(slow_lookup).members)
     with ThreadPoolExecutor(max_workers=16) as pool:
         futures = [pool.submit(access.may_run, BOB, "prod", "preflight") for _ in range(16)]
         time.sleep(0.05)
@@ -174,7 +181,7 @@ def test_a_failed_lookup_refuses_and_is_not_cached():
             raise LookupFailed("usergroups.users.list failed for S0CUTOVER: ratelimited")
         return [BOB]
 
-    access = Access(make_config(), GroupCache(flaky))
+    access = AccessPolicy(make_config(), GroupCache(flaky).members)
     refusal = access.may_run(BOB, "prod", "preflight")
     assert not refusal.allowed
     assert "could not be checked just now" in refusal.message
@@ -370,7 +377,7 @@ def test_slack_fake_rate_limits_with_retry_after():
 
 
 def test_socket_mode_without_an_app_token_says_what_to_set():
-    from bot.socket_mode import run_socket_mode
+    from bot.slack.socket_mode import run_socket_mode
 
     with pytest.raises(ConfigError, match="SLACK_APP_TOKEN is not set"):
         run_socket_mode(
@@ -383,7 +390,7 @@ def test_socket_mode_without_an_app_token_says_what_to_set():
 
 
 def test_the_app_refuses_to_start_without_its_tokens():
-    from bot.app import create_app
+    from bot.slack.app import create_app
 
     with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET is not set"):
         create_app(config=make_config(), tokens=Tokens(slack_bot_token="xoxb-1-2", slack_signing_secret=None))
@@ -392,13 +399,13 @@ def test_the_app_refuses_to_start_without_its_tokens():
 
 
 def test_the_wsgi_entry_point_fails_with_one_clear_line(tmp_path, monkeypatch, capsys):
-    import bot.wsgi
+    import bot.slack.wsgi
 
     monkeypatch.setenv("CUTOVER_CONFIG", str(tmp_path / "missing.toml"))
     with pytest.raises(ConfigError, match="missing.toml: no such file"):
-        bot.wsgi.build_application()
+        bot.slack.wsgi.build_application()
     with pytest.raises(SystemExit) as exit_:
-        bot.wsgi.application  # noqa: B018  (what gunicorn reads)
+        bot.slack.wsgi.application  # noqa: B018  (what gunicorn reads)
     assert exit_.value.code == 3  # gunicorn's "worker failed to boot": the master stops
     err = capsys.readouterr().err
     assert "cutover bot cannot start:" in err

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bot.wiring import publisher_for
+from bot.execution.evidence_publisher import publisher_for
 from commands.config import CutoverConfig, Tokens, load_config
 from commands.execute import execute
 from integrations.sandbox.env import ENGINEER, PR_NUMBER, Sandbox
@@ -92,7 +92,7 @@ def test_pending_evidence_is_attached_later_and_the_same_message_says_so(sandbox
 
 
 def test_slack_and_cli_produce_the_same_report(sandbox, slack_config, config_path, tmp_path):
-    from bot.cli import main
+    from bot.terminal.cli import main
 
     cli_json = tmp_path / "cli.json"
     argv = ["preflight", "--env", "firing-alarm", "--config", str(config_path), "--evidence-dir", str(tmp_path / "cli")]

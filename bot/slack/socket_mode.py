@@ -1,7 +1,7 @@
 """Socket Mode: the same Bolt app over a WebSocket Slack opens to us (no public URL; for development).
 
 Needs an app-level token (`xapp-...`, scope connections:write) in SLACK_APP_TOKEN, plus the bot token.
-Production uses HTTP (bot.wsgi under gunicorn).
+Production uses HTTP (bot.slack.wsgi under gunicorn).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import logging
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 
 from commands.config import ConfigError, CutoverConfig, Tokens
-from commands.redaction import REDACTOR, install_log_redaction
+from commands.redaction import REDACTOR
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +28,10 @@ def run_socket_mode(config: CutoverConfig, tokens: Tokens) -> int:
     if not tokens.slack_signing_secret:
         # Socket Mode does not check signatures, but the app is the same one HTTP serves.
         tokens = tokens.model_copy(update={"slack_signing_secret": "unused-in-socket-mode"})
-    from bot.app import create_app
-    from bot.process_runner import ProcessRunner
-    from bot.wiring import drain_in_background, publisher_for
+    from bot.slack.compose import build_bot
 
-    install_log_redaction()
     REDACTOR.register("slack_app_token", tokens.slack_app_token)
-    drain_in_background(publisher_for(config))  # evidence an earlier process could not deliver
-    app = create_app(
-        config=config, tokens=tokens, runner=ProcessRunner(), publisher_factory=lambda: publisher_for(config)
-    )
+    app = build_bot(config, tokens).app
     handler = SocketModeHandler(app, app_token=tokens.slack_app_token)
     log.info("cutover bot connecting in Socket Mode")
     try:

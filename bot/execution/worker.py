@@ -10,20 +10,30 @@ import os
 from dataclasses import replace
 from multiprocessing.connection import Connection
 
-from bot.wiring import publisher_for
-from commands import preflight as _preflight  # noqa: F401 - imported for the forkserver's warm-up
+from bot.execution.evidence_publisher import publisher_for
 from commands import render
 from commands.config import CutoverConfig
 from commands.execute import EvidenceResult, RunRequest, execute
+from commands.gate import Authorizer
 from commands.redaction import REDACTOR
+from commands.registry import COMMANDS, available
 from commands.report import CheckResult
 from integrations import aws, http
 
+for _name in available():  # the command modules, imported once for every forked run
+    COMMANDS[_name].load_runner()
 aws.preload_models()
 http.preload()
 
 
-def work(request: RunRequest, config: CutoverConfig, environ: dict[str, str], publish: bool, send: Connection) -> None:
+def work(
+    request: RunRequest,
+    config: CutoverConfig,
+    environ: dict[str, str],
+    publish: bool,
+    authorizer: Authorizer | None,
+    send: Connection,
+) -> None:
     """Run one command; progress, the outcome or the error go back over `send`, redacted here, where
     the redactor has seen this run's secret values."""
     os.environ.clear()
@@ -35,7 +45,7 @@ def work(request: RunRequest, config: CutoverConfig, environ: dict[str, str], pu
         def progress(check: CheckResult) -> None:
             send.send(("progress", render.redacted_check(check, keep_account_ids=keep)))
 
-        outcome = execute(request, config=config, progress=progress, publisher=publisher)
+        outcome = execute(request, config=config, progress=progress, publisher=publisher, authorizer=authorizer)
         evidence = outcome.evidence
         clean = replace(
             outcome,

@@ -3,7 +3,7 @@
     POST /slack/events -> the Bolt app (slash commands, interactivity)
     GET  /healthz      -> 200 "ok"
 
-`bot.wsgi:application` is built from `load_config()` and `Tokens()` when gunicorn first reads it;
+`bot.slack.wsgi:application` is built from `load_config()` and `Tokens()` when gunicorn first reads it;
 a missing config file or token stops gunicorn with one clear line instead of a traceback.
 The app is built on first access (PEP 562 module `__getattr__`) rather than at import, so tests and
 the bench can import the helpers below without a config. Serve it with ONE worker process and
@@ -23,9 +23,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-from commands.config import ConfigError, CutoverConfig, Tokens, load_config
-from commands.execute import Publisher
-from commands.redaction import install_log_redaction
+from commands.config import ConfigError, Tokens, load_config
 
 log = logging.getLogger(__name__)
 
@@ -49,24 +47,9 @@ def make_wsgi_app(bolt_app: App) -> WSGIApp:
 def build_application() -> WSGIApp:
     """The production app: config from CUTOVER_CONFIG (or ./cutover.toml), tokens from the environment.
     Raises ConfigError naming what is missing (the CLI turns it into exit 2)."""
-    from bot.app import create_app
-    from bot.process_runner import ProcessRunner
-    from bot.wiring import drain_in_background, publisher_for
+    from bot.slack.compose import build_bot
 
-    install_log_redaction()
-    config = load_config()
-    drain_in_background(publisher_for(config))  # evidence an earlier process could not deliver
-    bolt_app = create_app(
-        config=config, tokens=Tokens(), runner=ProcessRunner(), publisher_factory=_publisher_factory(config)
-    )
-    return make_wsgi_app(bolt_app)
-
-
-def _publisher_factory(config: CutoverConfig) -> Callable[[], Publisher | None]:
-    """The GitHub evidence publisher (None: evidence stays local), the same wiring as the CLI's."""
-    from bot.wiring import publisher_for
-
-    return lambda: publisher_for(config)
+    return make_wsgi_app(build_bot(load_config(), Tokens()).app)
 
 
 _lock = threading.Lock()
@@ -74,7 +57,7 @@ _application: WSGIApp | None = None
 
 
 def __getattr__(name: str) -> Any:
-    # gunicorn's `bot.wsgi:application` does getattr(module, "application"): built once, on first use.
+    # gunicorn's `bot.slack.wsgi:application` does getattr(module, "application"): built once, on first use.
     global _application
     if name != "application":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

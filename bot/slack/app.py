@@ -27,17 +27,20 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
-from bot.access import Access, GroupCache, GroupLookup, mention, slack_group_lookup
-from bot.evidence_followup import RETRY_DELAYS_S, follow_pending_evidence
-from bot.live_message import SLACK_CALL_TIMEOUT_S, LiveMessage
-from bot.recent_runs import RECENT_RUNS, RecentRuns, RunRecord
-from bot.retry_dedup import RetryDedup
-from bot.run_queue import RunQueue, guarded
-from bot.slack_args import ArgsError, CommandArgs, parse_command_text, usage
-from bot.slack_blocks import escape, notice_blocks, progress_blocks, result_blocks, started_blocks, title
-from commands.config import COMMANDS, ConfigError, CutoverConfig, Tokens
+from bot.execution.admission import RunQueue, guarded
+from bot.slack.access import GroupCache, GroupLookup, slack_group_lookup
+from bot.slack.args import ArgsError, parse_command_text, usage
+from bot.slack.blocks import escape, notice_blocks, progress_blocks, result_blocks, started_blocks
+from bot.slack.evidence_followup import RETRY_DELAYS_S, follow_pending_evidence
+from bot.slack.live_message import SLACK_CALL_TIMEOUT_S, LiveMessage
+from bot.slack.recent_runs import RECENT_RUNS, RecentRuns, RunRecord
+from bot.slack.retry_dedup import RetryDedup
+from commands.access import AccessPolicy, Decision, mention
+from commands.config import ConfigError, CutoverConfig, Tokens
 from commands.execute import Outcome, Publisher, RunRequest, UsageError, execute
+from commands.gate import Refused, Vouched, admit
 from commands.redaction import REDACTOR
+from commands.registry import COMMANDS, spec, title
 from commands.report import CheckResult
 
 log = logging.getLogger(__name__)
@@ -45,7 +48,6 @@ log = logging.getLogger(__name__)
 DEFAULT_API_URL = "https://slack.com/api/"
 UPDATE_INTERVAL_S = 1.0  # progress edits at most once a second: chat.update is rate limited per channel
 ACCESS_LOOKUP_TIMEOUT_S = 2  # a group lookup happens before the ack, which must come within 3 s
-URGENT = frozenset({"rollback"})  # never queued behind other runs, never refused for capacity
 
 Runner = Callable[..., Outcome]  # commands.execute.execute's signature
 PublisherFactory = Callable[[], Publisher | None]
@@ -72,7 +74,7 @@ def create_app(
     update_interval_s: float = UPDATE_INTERVAL_S,
     evidence_retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
 ) -> App:
-    """The Bolt app for HTTP (bot.wsgi) and Socket Mode (bot.socket_mode). See `CutoverBot`."""
+    """The Bolt app for HTTP (bot.slack.wsgi) and Socket Mode (bot.slack.socket_mode). See `CutoverBot`."""
     return CutoverBot(
         config=config,
         tokens=tokens,
@@ -90,10 +92,10 @@ def create_app(
 
 @dataclass(frozen=True)
 class Job:
-    command: str
-    args: CommandArgs
-    pr: int | None
-    user: str
+    """A run admitted by the gate, with where in Slack to report it."""
+
+    request: RunRequest
+    decision: Decision  # the gate's access decision, carried to the worker process (never from input)
     channel: str
     response_url: str | None
     run: int  # RecentRuns id
@@ -144,8 +146,13 @@ class CutoverBot:
             token=token, base_url=base_url, timeout=SLACK_CALL_TIMEOUT_S, retry_handlers=[]
         )
         lookup_client = WebClient(token=token, base_url=base_url, timeout=ACCESS_LOOKUP_TIMEOUT_S, retry_handlers=[])
-        self.access = Access(config, GroupCache(group_lookup or slack_group_lookup(lookup_client)))
-        self.available = _available_commands(runner)
+        groups = GroupCache(group_lookup or slack_group_lookup(lookup_client))
+        self.access = AccessPolicy(config, groups.members)
+        # An injected runner (tests, the ack bench) decides for itself what it can run.
+        self.real_runner = runner is execute or getattr(runner, "runs_execute", False)
+        self._publisher: Publisher | None = None
+        self._publisher_built = False
+        self._publisher_lock = threading.Lock()
         self._own_executor = executor is None
         self.executor = executor or ThreadPoolExecutor(
             max_workers=config.concurrent_runs(), thread_name_prefix="cutover-run"
@@ -187,33 +194,29 @@ class CutoverBot:
         user = str(command.get("user_id", ""))
         channel = str(command.get("channel_id", ""))
         try:
-            args = parse_command_text(command.get("text"), command=name, envs=self.config.envs)
+            request = parse_command_text(command.get("text"), command=name, envs=self.config.envs, requested_by=user)
         except ArgsError as exc:
             _ack_ephemeral(ack, str(exc))
             return
+        urgent = spec(name).urgent
         home = self.config.slack.channel
-        if home and channel != home and name not in URGENT:  # rollback works from anywhere
+        if home and channel != home and not urgent:  # rollback works from anywhere
             _ack_ephemeral(ack, f"Run `/{name}` in <#{home}>, where the team sees it. Nothing was run.")
             return
-        if self.available is not None and name not in self.available:
-            have = ", ".join(f"`/{c}`" for c in sorted(self.available)) or "none"
-            _ack_ephemeral(ack, f"`/{name}` is not available yet in this bot (available: {have}). Nothing was run.")
+        try:
+            gate = admit(request, self.config, authorizer=self.access, require_built=self.real_runner)
+        except (Refused, UsageError, ConfigError) as exc:
+            _ack_ephemeral(ack, f"{exc} Nothing was run." if isinstance(exc, Refused) else f"{exc}. Nothing was run.")
             return
-        decision = self.access.may_run(user, args.env, name)
-        if not decision.allowed:
-            _ack_ephemeral(ack, decision.message)
-            return
-        run = self.recent.add(RunRecord(name, args.env, user, datetime.now(UTC)))
+        run = self.recent.add(RunRecord(name, request.env, user, datetime.now(UTC)))
         job = Job(
-            command=name,
-            args=args,
-            pr=args.pr or self.config.github.default_pr,
-            user=user,
+            request=gate.request,
+            decision=Decision(True),
             channel=channel,
             response_url=command.get("response_url"),
             run=run,
         )
-        if name in URGENT:
+        if urgent:
             self.urgent.submit(guarded, lambda: self._run(job))
         elif not self.queue.submit(lambda: self._run(job)):
             self.recent.update(run, state="did not run", summary="the bot was at capacity")
@@ -223,7 +226,7 @@ class CutoverBot:
                 "Nothing was run; try again in a minute.",
             )
             return
-        ack(text=REDACTOR.redact(f"{title(name)} {args.env} queued"), response_type="in_channel")
+        ack(text=REDACTOR.redact(f"{title(name)} {request.env} queued"), response_type="in_channel")
 
     def _on_cutover(self, ack: Ack, command: dict[str, Any]) -> None:
         word = " ".join(str(command.get("text") or "").split()).lower()
@@ -237,9 +240,9 @@ class CutoverBot:
     def _help_text(self) -> str:
         envs = self.config.envs
         lines = ["*Cutover bot*: each command runs one phase of the Order Status cutover and posts the result here."]
-        for command in COMMANDS:
-            note = "" if self.available is None or command in self.available else " _(not available yet)_"
-            lines.append(f"• {usage(command, envs).removeprefix('Usage: ')}{note}")
+        for command, command_spec in COMMANDS.items():
+            note = "" if command_spec.available or not self.real_runner else " _(not available yet)_"
+            lines.append(f"• {usage(command, envs).removeprefix('Usage: ')}: {command_spec.summary}{note}")
         lines.append("• `/cutover status`: what ran recently (in this bot process)")
         for env_name, env in sorted(envs.items()):
             who = ", ".join(mention(x) for x in env.runners) or "nobody (set `runners`)"
@@ -258,7 +261,8 @@ class CutoverBot:
 
     # --- the work (on the bot's executor) ---------------------------------------------
     def _run(self, job: Job) -> None:
-        args = job.args
+        request = job.request
+        user = request.requested_by
         self.recent.update(job.run, state="running")
         live = LiveMessage(
             self.client,
@@ -267,7 +271,7 @@ class CutoverBot:
             response_url=job.response_url,
             interval_s=self.update_interval_s,
         )
-        live.post(started_blocks(job.command, args.env, job.user, pr=job.pr, dry_run=args.dry_run))
+        live.post(started_blocks(request.command, request.env, user, pr=request.pr, dry_run=request.dry_run))
         started = time.monotonic()
         done: list[CheckResult] = []
         done_lock = threading.Lock()
@@ -278,58 +282,57 @@ class CutoverBot:
                 snapshot: Sequence[CheckResult] = list(done)
             live.maybe_update(
                 lambda: progress_blocks(
-                    job.command,
-                    args.env,
-                    job.user,
+                    request.command,
+                    request.env,
+                    user,
                     snapshot,
                     elapsed_s=time.monotonic() - started,
-                    pr=job.pr,
-                    dry_run=args.dry_run,
+                    pr=request.pr,
+                    dry_run=request.dry_run,
                 )
             )
 
-        request = RunRequest(command=job.command, env=args.env, requested_by=job.user, pr=job.pr, dry_run=args.dry_run)
         try:
-            publisher = self.publisher_factory() if self.publisher_factory is not None else None
-            outcome = self.runner(request, config=self.config, progress=progress, publisher=publisher)
-        except (UsageError, ConfigError) as exc:
-            text = f"{title(job.command)} {args.env} did not run: {escape(str(exc))}"
+            publisher = None if request.dry_run else self.publisher()
+            outcome = self.runner(
+                request,
+                config=self.config,
+                progress=progress,
+                publisher=publisher,
+                authorizer=Vouched(job.decision),
+            )
+        except (UsageError, ConfigError, Refused) as exc:
+            text = f"{title(request.command)} {request.env} did not run: {escape(str(exc))}"
             self.recent.update(job.run, state="did not run", summary=str(exc))
             live.finish(notice_blocks(text))
             return
         except Exception as exc:
-            log.exception("/%s %s failed", job.command, args.env)
+            log.exception("/%s %s failed", request.command, request.env)
             text = (
-                f"{title(job.command)} {args.env} stopped with an internal error ({exc.__class__.__name__}). "
+                f"{title(request.command)} {request.env} stopped with an internal error ({exc.__class__.__name__}). "
                 "The bot's log has the details; check them before running it again."
             )
             self.recent.update(job.run, state="error", summary=exc.__class__.__name__)
             live.finish(notice_blocks(text, icon="🛑"))
             return
         self.recent.update(job.run, state=outcome.report.overall_status, summary=f"run {outcome.report.run_id}")
-        live.finish(result_blocks(outcome, user=job.user))
+        live.finish(result_blocks(outcome, user=user))
         if publisher is not None:
             follow_pending_evidence(
                 outcome,
                 publisher,
-                show=lambda later: live.finish(result_blocks(later, user=job.user)),
+                show=lambda later: live.finish(result_blocks(later, user=user)),
                 delays_s=self.evidence_retry_delays_s,
             )
+
+    def publisher(self) -> Publisher | None:
+        """One evidence publisher for the app's lifetime (built on first use), or None without GitHub."""
+        with self._publisher_lock:
+            if not self._publisher_built and self.publisher_factory is not None:
+                self._publisher = self.publisher_factory()
+            self._publisher_built = True
+            return self._publisher
 
 
 def _ack_ephemeral(ack: Ack, text: str) -> None:
     ack(text=REDACTOR.redact(text), response_type="ephemeral")
-
-
-def _available_commands(runner: Runner) -> frozenset[str] | None:
-    """The commands the real executor can run, so the ack can say "not available yet" up front.
-    None when unknown (an injected runner decides for itself, answering UsageError)."""
-    if runner is not execute and not getattr(runner, "runs_execute", False):
-        return None
-    try:
-        from commands.execute import runners
-
-        return frozenset(runners())
-    except Exception:  # a command module that fails to import is reported when it is run
-        log.exception("could not list the available commands")
-        return None

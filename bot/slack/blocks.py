@@ -15,6 +15,7 @@ from typing import Any
 
 from commands.execute import EvidenceResult, Outcome
 from commands.redaction import REDACTOR, Redactor
+from commands.registry import COMMANDS, title
 from commands.render import STATUS_ICON, summary_line
 from commands.report import CheckResult, Status, failing_first
 
@@ -23,13 +24,6 @@ MAX_SECTION_CHARS = 3000
 SECTION_BUDGET = 2600  # headroom under 3,000: a redaction marker can be longer than what it replaced
 TOTAL_BUDGET = 11000  # all block text together, under the ~13k where Slack answers msg_blocks_too_long
 DETAIL_CHARS = {Status.FAIL: 400, Status.SKIP: 200, Status.WARN: 300, Status.PASS: 90}
-TITLES = {"preflight": "Preflight", "canary": "Canary", "enable-outbound": "Enable outbound", "rollback": "Rollback"}
-NEXT_STEP = {
-    "preflight": "next: `/canary {env}`",
-    "canary": "next: `/enable-outbound {env}`",
-    "enable-outbound": "watch the alarms; `/rollback {env}` if anything looks wrong",
-    "rollback": "outbound is off; investigate before the next `/preflight {env}`",
-}
 EVIDENCE_WORDS = {"attached": "evidence attached", "pending": "evidence pending", "local": "kept locally"}
 EVIDENCE_ICON = {"attached": "📎", "pending": "⏳", "local": "💾"}
 IN_PROGRESS = "⏳"  # opens the started and progress forms; a verdict or a notice never does
@@ -44,10 +38,6 @@ class Rendered:
 
     def as_kwargs(self) -> dict[str, Any]:
         return {"text": self.text, "blocks": self.blocks}
-
-
-def title(command: str) -> str:
-    return TITLES.get(command, command.capitalize())
 
 
 def escape(text: str) -> str:
@@ -86,7 +76,12 @@ def result_blocks(outcome: Outcome, *, user: str | None = None, redactor: Redact
     icon = STATUS_ICON[Status(report.overall_status)]
     by = f" · requested by <@{user}>" if user else ""
     retry = f"fix what failed, then `/{report.command} {{env}}` again"
-    next_step = NEXT_STEP.get(report.command, "") if report.passed else retry
+    if report.dry_run:
+        next_step = f"dry run: nothing was called or changed; run `/{report.command} {{env}}` to do it"
+    else:
+        next_step = (
+            (COMMANDS[report.command].next_step if report.command in COMMANDS else "") if report.passed else retry
+        )
     head = [_section(f"{icon} *{escape(summary)}*{by}")]
     foot = [_context(_evidence_line(outcome.evidence, redactor), f"{report.duration_s:.1f} s · run `{report.run_id}`")]
     if next_step:

@@ -12,7 +12,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook import WebhookClient
 
-from bot.slack_blocks import Rendered
+from bot.slack.blocks import Rendered
 
 log = logging.getLogger(__name__)
 

@@ -18,17 +18,16 @@ from rich.panel import Panel
 from rich.rule import Rule
 from rich.text import Text  # Slack mrkdwn and PR Markdown contain [..] that rich would read as markup
 
-from bot.app import create_app
-from bot.cli import EXIT_FAIL, EXIT_PASS, build_parser, make_console, run_command
-from bot.process_runner import ProcessRunner
-from bot.slack_blocks import in_progress
-from bot.slash_requests import signed_headers, slash_command_body
-from bot.wiring import publisher_for
-from bot.wsgi import make_wsgi_app, serve_threaded
+from bot.slack.blocks import in_progress
+from bot.slack.compose import build_bot
+from bot.slack.wsgi import make_wsgi_app, serve_threaded
+from bot.terminal.runs import EXIT_FAIL, EXIT_PASS, make_console, run_in_terminal
 from commands.config import CutoverConfig, Tokens, load_config
 from commands.redaction import REDACTOR
+from commands.request import RunRequest, os_user
 from integrations.sandbox.env import CHANNEL, ENGINEER, PR_BRANCH, PR_NUMBER, Sandbox, Scenario
 from integrations.sandbox.http import Fault
+from integrations.sandbox.slack_requests import signed_headers, slash_command_body
 
 DEMO_ENVS = {
     "prod": Scenario(),
@@ -53,8 +52,9 @@ def run_demo(console: Console | None = None) -> int:
         results = {}
         for env, extra in (("prod", ["--pr", str(PR_NUMBER)]), ("staging", [])):
             console.print(Rule(f"$ python -m bot preflight --env {env} {' '.join(extra)}".strip()))
-            args = build_parser().parse_args(["preflight", "--env", env, *extra])
-            results[env] = run_command(args, config, console=console)
+            pr = PR_NUMBER if extra else None
+            request = RunRequest("preflight", env, requested_by=os_user(), pr=pr)
+            results[env] = run_in_terminal(request, config, console=console)
             console.print()
         slack_ok = _slack_steps(console, sandbox, config)
         _show_pull_request(console, sandbox)
@@ -77,9 +77,7 @@ def run_demo(console: Console | None = None) -> int:
 def _slack_steps(console: Console, sandbox: Sandbox, config: CutoverConfig) -> bool:
     """Two signed slash commands to the real Bolt app over HTTP; print what the channel shows."""
     # As in production: each run in a worker process, so acks never wait on a run's CPU.
-    app = create_app(
-        config=config, tokens=Tokens(), runner=ProcessRunner(), publisher_factory=lambda: publisher_for(config)
-    )
+    app = build_bot(config, Tokens()).app
     server = serve_threaded(make_wsgi_app(app))
     url = f"http://127.0.0.1:{server.server_address[1]}/slack/events"
     try:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from bot.wsgi import WSGIApp, build_application
+from bot.slack.wsgi import WSGIApp, build_application
 
 # One worker: the retry de-duplication set, the run executor and `/cutover status` live in the
 # process, so a Slack retry landing on a second worker could run twice. Scale with threads.
@@ -26,6 +27,23 @@ class _Gunicorn(BaseApplication):
 
     def load(self) -> WSGIApp:
         return self._app
+
+
+DEFAULT_PORT = 3000
+
+
+def serve_port(given: int | None) -> int:
+    """--port, else $PORT (what every PaaS sets, and the Procfile uses), else 3000."""
+    if given is not None:
+        return given
+    raw = os.environ.get("PORT", "").strip()
+    if not raw:
+        return DEFAULT_PORT
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        from commands.config import ConfigError
+
+        raise ConfigError(f"PORT={raw[:20]!r} is not a TCP port number")
+    return int(raw)
 
 
 def serve(*, port: int, host: str = "0.0.0.0") -> int:  # noqa: S104 - a server listens on all interfaces

@@ -1,22 +1,18 @@
-"""The text after a slash command: `ENV [pr=N] [dry-run]`, parsed or refused with what was wrong."""
+"""The text after a slash command: `ENV [pr=N] [dry-run]`, parsed into the run request or refused
+with what was wrong."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+
+from commands.request import RunRequest
 
 # What a person may type for the options; anything else is named back to them.
 _PR = re.compile(r"^(?:--)?pr=(?P<value>.*)$", re.IGNORECASE)
 _DRY_RUN = frozenset({"dry-run", "--dry-run", "dry_run", "dryrun"})
 _ECHO_MAX = 40  # a person's own words are quoted back, but never a wall of text
-
-
-@dataclass(frozen=True)
-class CommandArgs:
-    env: str
-    pr: int | None = None
-    dry_run: bool = False
+MAX_PR = 10**9  # GitHub's PR numbers are far below this; a longer number is a typo, not a PR
 
 
 class ArgsError(ValueError):
@@ -27,7 +23,7 @@ def usage(command: str, envs: Iterable[str]) -> str:
     return f"Usage: `/{command} ENV [pr=N] [dry-run]` where ENV is one of: {', '.join(sorted(envs))}"
 
 
-def parse_command_text(text: str | None, *, command: str, envs: Iterable[str]) -> CommandArgs:
+def parse_command_text(text: str | None, *, command: str, envs: Iterable[str], requested_by: str = "") -> RunRequest:
     """Parse or raise ArgsError naming every problem found (not only the first)."""
     known = sorted(envs)
     words = (text or "").split()
@@ -39,7 +35,8 @@ def parse_command_text(text: str | None, *, command: str, envs: Iterable[str]) -
     for word in words:
         if (m := _PR.match(word)) is not None:
             value = m.group("value").lstrip("#")
-            if not value.isascii() or not value.isdigit() or int(value) <= 0:
+            # Length first: int() of thousands of digits raises (Python's int-string limit).
+            if len(value) > 10 or not value.isascii() or not value.isdigit() or not 0 < int(value) <= MAX_PR:
                 problems.append(f"`{_echo(word)}`: pr must be a positive integer (e.g. pr=123)")
             elif pr is not None and pr != int(value):
                 problems.append("pr= is given twice with different numbers")
@@ -67,7 +64,7 @@ def parse_command_text(text: str | None, *, command: str, envs: Iterable[str]) -
     if problems:
         raise ArgsError("; ".join(problems) + ".\n" + usage(command, known))
     assert env is not None
-    return CommandArgs(env=env, pr=pr, dry_run=dry_run)
+    return RunRequest(command=command, env=env, requested_by=requested_by, surface="slack", pr=pr, dry_run=dry_run)
 
 
 def _echo(word: str) -> str:

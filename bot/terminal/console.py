@@ -27,7 +27,8 @@ def checks_table(checks: list[CheckResult], *, title: str | None = None) -> Tabl
     table.add_column("detail", overflow="fold")
     table.add_column("ms", justify="right")
     for c in checks:
-        table.add_row(c.name, Text(c.status.value, style=STYLE[c.status]), c.detail, str(c.duration_ms))
+        # Upstream text is never markup: a detail like "[/admin]" is shown as typed.
+        table.add_row(Text(c.name), Text(c.status.value, style=STYLE[c.status]), Text(c.detail), str(c.duration_ms))
     return table
 
 
@@ -50,7 +51,7 @@ class LiveChecks:
                 self._live.update(self._renderable())
 
     def _renderable(self) -> Group:
-        line = Spinner("dots", text=f"{self.label}: {len(self.done)} checks finished, running…")
+        line = Spinner("dots", text=Text(f"{self.label}: {len(self.done)} checks finished, running…"))
         return Group(checks_table(self.done), line)
 
     @contextmanager
@@ -71,5 +72,8 @@ def print_outcome(console: Console, outcome: Outcome, *, keep_account_ids: bool)
     console.print(checks_table(report.failing_first(), title=f"{report.command} {report.env}"))
     style = "bold green" if report.passed else "bold red"
     console.print(Text(REDACTOR.redact(render.summary_line(report), keep_account_ids=keep_account_ids), style=style))
-    console.print(f"evidence: {outcome.bundle.path}", soft_wrap=True)
-    console.print(f"pull request: {REDACTOR.redact(outcome.evidence.detail)}")
+    if report.dry_run:
+        console.print(Text("DRY RUN: nothing was called, changed or written; the steps above say what would be."))
+    else:
+        console.print(Text(f"evidence: {outcome.bundle.path if outcome.bundle else '(none)'}"), soft_wrap=True)
+    console.print(Text(f"pull request: {REDACTOR.redact(outcome.evidence.detail)}"))

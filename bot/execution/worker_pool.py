@@ -17,12 +17,18 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from commands.config import ConfigError, CutoverConfig
-from commands.execute import Outcome, Publisher, RunRequest, UsageError
+from commands.execute import Outcome, Publisher, Refused, RunRequest, UsageError
+from commands.gate import Authorizer
 from commands.report import CheckResult
 
 RUN_DEADLINE_S = 15 * 60  # a run past this is stuck: its process is killed and the run reported failed
-_PRELOAD = ["bot.run_worker"]  # imported once by the forkserver: its warm-up is inherited by every run
-_ERRORS: dict[str, type[Exception]] = {"UsageError": UsageError, "ConfigError": ConfigError}
+_PRELOAD = ["bot.execution.worker"]  # imported once by the forkserver: its warm-up is inherited by every run
+# Errors a person must read as they are (not as an internal error), rebuilt from (class name, message).
+_ERRORS: dict[str, Callable[[str], Exception]] = {
+    "UsageError": UsageError,
+    "ConfigError": ConfigError,
+    "Refused": lambda message: Refused("gate", message),
+}
 
 
 class WorkerDied(RuntimeError):
@@ -47,11 +53,12 @@ class ProcessRunner:
         config: CutoverConfig,
         progress: Callable[[CheckResult], None] = lambda _: None,
         publisher: Publisher | None = None,
+        authorizer: Authorizer | None = None,
     ) -> Outcome:
         receive, send = self._context.Pipe(duplex=False)
         # The worker gets this process's environment as it is now (endpoints, tokens), not the
         # forkserver's from when it started; and builds its own publisher if this run has one.
-        args = (request, config, dict(os.environ), self.publish and publisher is not None, send)
+        args = (request, config, dict(os.environ), self.publish and publisher is not None, authorizer, send)
         name = f"cutover-{request.command}-{request.env}"
         worker = self._context.Process(target=_start, args=args, name=name)
         worker.start()
@@ -85,12 +92,13 @@ def _collect(receive: Connection, worker: Any, progress: Callable[[CheckResult],
             return payload
         else:  # "error": (class name, message), already redacted
             name, message = payload
-            raise _ERRORS.get(name, RuntimeError)(message if name in _ERRORS else f"{name}: {message}")
+            rebuild = _ERRORS.get(name)
+            raise rebuild(message) if rebuild else RuntimeError(f"{name}: {message}")
 
 
 def _start(*args: Any) -> None:
     # Imported here, in the worker: the forkserver already holds the warm module, and the web
     # process never pays for a warm-up it does not use.
-    from bot.run_worker import work
+    from bot.execution.worker import work
 
     work(*args)

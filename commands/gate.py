@@ -1,0 +1,100 @@
+"""The one gate every surface passes before a command runs (CLI, Slack, Actions, PR comments).
+
+Each rule answers None (fine) or one reason a person reads, the same on every surface. Rules run
+in order and the first refusal wins. Bad usage (unknown env or command) is a UsageError (exit 2);
+a refusal by policy (who may, phase order, approval, lock) is `Refused` (exit 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Protocol
+
+from commands.access import Decision
+from commands.config import CutoverConfig, EnvConfig
+from commands.registry import CommandSpec, UsageError, not_built, spec
+from commands.report import utc_now
+from commands.request import RunRequest
+
+
+class Refused(Exception):
+    """A command may not run now; `rule` names the rule, the message says why and what to do."""
+
+    def __init__(self, rule: str, reason: str) -> None:
+        super().__init__(reason)
+        self.rule = rule
+        self.reason = reason
+
+
+class Authorizer(Protocol):
+    """Says whether the requester may run the command (the surface knows who the requester is)."""
+
+    def may_run(self, user_id: str, env: str, command: str) -> Decision: ...
+
+
+class LocalOperator:
+    """The CLI: whoever holds the shell's AWS credentials is the authority; the OS user is recorded."""
+
+    def may_run(self, user_id: str, env: str, command: str) -> Decision:
+        return Decision(True)
+
+
+class Vouched:
+    """A run the parent process already admitted (the Slack app's worker processes): the decision
+    travels with the run, never from a person's input."""
+
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+
+    def may_run(self, user_id: str, env: str, command: str) -> Decision:
+        return self.decision
+
+
+@dataclass
+class GateContext:
+    request: RunRequest
+    config: CutoverConfig
+    spec: CommandSpec
+    env: EnvConfig
+    authorizer: Authorizer
+    store: object | None = None  # commands.state's StateStore, once the command needs state
+    now: datetime = field(default_factory=utc_now)
+
+
+Rule = Callable[[GateContext], str | None]
+
+
+def _requester_may_run(ctx: GateContext) -> str | None:
+    decision = ctx.authorizer.may_run(ctx.request.requested_by, ctx.request.env, ctx.request.command)
+    return None if decision.allowed else decision.message
+
+
+# Policy rules in order; the phase, approval and lock issues add theirs here.
+RULES: list[tuple[str, Rule]] = [("access", _requester_may_run)]
+
+
+def admit(
+    request: RunRequest,
+    config: CutoverConfig,
+    *,
+    authorizer: Authorizer,
+    store: object | None = None,
+    now: datetime | None = None,
+    require_built: bool = True,
+) -> GateContext:
+    """Every precondition, or raise: UsageError/ConfigError for bad input, Refused for policy.
+    The context's request is the one to run (the map's `github.default_pr` filled in)."""
+    command = spec(request.command)
+    env = config.env(request.env)  # ConfigError naming the known environments
+    if request.pr is None and config.github.default_pr is not None:
+        request = replace(request, pr=config.github.default_pr)
+    if require_built and not command.available:
+        raise UsageError(not_built(command.name))
+    ctx = GateContext(request, config, command, env, authorizer, store, now or utc_now())
+    for rule, check in RULES:
+        reason = check(ctx)
+        if reason:
+            raise Refused(rule, reason)
+    return ctx
