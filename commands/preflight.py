@@ -6,15 +6,17 @@ are reads, the Shopify client refuses writes by construction, Richpanel and Open
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from commands.checks import Check, Shared, Skip, Verdict, failed, passed, run_checks, warned
-from commands.config import CutoverConfig, EnvConfig
-from commands.execute import ProgressFn, RunRequest
+from commands.config import CutoverConfig, EnvConfig, SsmFlag
 from commands.redaction import REDACTOR
-from commands.report import Report, missing_checks, new_run_id, overall_status, utc_now
+from commands.report import CheckResult, Report, Status, missing_checks, new_run_id, utc_now
+from commands.request import ProgressFn, RunRequest
 from integrations.aws import Aws, CallerIdentity, SecretPresence
 from integrations.errors import UpstreamError
 from integrations.openai import OpenAIClient
@@ -175,16 +177,24 @@ def check_env_flags(ctx: PreflightContext) -> Verdict:
     expected = {**REQUIRED_FLAGS, SHOP_DOMAIN_FLAG: ctx.env.shop_domain}
     actual = ctx.read(lambda: ctx.aws.function_env(ctx.env.worker_function, expected))
     missing = [k for k in expected if k not in actual]
-    wrong = {
-        k: {"expected": v, "actual": actual[k]}
-        for k, v in expected.items()
-        if k in actual and actual[k].strip().lower() != v.lower()
-    }
+    # Which flag is wrong and what it must be, never what it is: the report goes to Slack, GitHub and
+    # proof files, and a deployed value can be anything (a pasted token, an address).
+    wrong = [k for k, v in expected.items() if k in actual and actual[k].strip().lower() != v.lower()]
     problems = [f"missing {', '.join(missing)}"] if missing else []
-    problems += [f"{k}={w['actual']} (expected {w['expected']})" for k, w in wrong.items()]
+    problems += [
+        f"{k} does not match the env's shop {ctx.env.shop_domain}"
+        if k == SHOP_DOMAIN_FLAG
+        else f"{k} must be {expected[k]}"
+        for k in wrong
+    ]
     if ctx.shop_domain != ctx.env.shop_domain:
         problems.append(f"--shop-domain {ctx.shop_domain} differs from the map's {ctx.env.shop_domain}")
-    data = {"function": ctx.env.worker_function, "missing": missing, "wrong": wrong}
+    data = {
+        "function": ctx.env.worker_function,
+        "missing": missing,
+        "wrong": wrong,
+        "required": {k: expected[k] for k in wrong},
+    }
     if problems:
         return failed(f"{ctx.env.worker_function}: " + "; ".join(problems), **data)
     return passed(f"{len(expected)} safety flags as required on {ctx.env.worker_function}", **data)
@@ -220,24 +230,46 @@ def _new_shopify(ctx: PreflightContext) -> ShopifyClient:
     )
 
 
-def _shop_named(result: ShopifyResult, name: str | None, call: str, **data: Any) -> Verdict:
-    data = {"status_code": result.status_code, "refreshed": result.refreshed, **data}
-    if not name:
+SHOP_QUERY = "{ shop { name myshopifyDomain } }"
+_DOMAIN_MAX = 255  # a hostname's length limit: an odd answer is cut, not echoed whole
+
+
+def _shop_answered(
+    ctx: PreflightContext, result: ShopifyResult, call: str, shop: Any, domain_keys: tuple[str, ...], **data: Any
+) -> Verdict:
+    """PASS only when the API answered with a name, for the env's own shop: a token or endpoint of
+    another shop (staging's token in prod's secret, a copied endpoint) is a FAIL naming both shops."""
+    shop = shop if isinstance(shop, dict) else {}
+    domains = [shop[k].strip()[:_DOMAIN_MAX] for k in domain_keys if isinstance(shop.get(k), str) and shop[k].strip()]
+    expected = ctx.env.shop_domain
+    data = {"status_code": result.status_code, "refreshed": result.refreshed, "answered_for": domains[:1], **data}
+    if not shop.get("name"):
         return failed(f"{call} answered without the shop's name", **data)
+    if not domains:
+        return failed(f"{call} answered without the shop's domain: cannot prove it is {expected}", **data)
+    if expected.lower() not in (d.lower() for d in domains):
+        return failed(
+            f"{call} answered for {domains[0]}, not {ctx.request.env}'s shop {expected}: the token or the "
+            f"endpoint belongs to another shop; fix {ctx.env.secrets['shopify_admin_api_token']} or the endpoint",
+            **data,
+        )
     note = " after one credential refresh" if result.refreshed else ""
-    return passed(f"{call} answered {result.status_code}{note}", **data)
+    return passed(f"{call} answered {result.status_code} for {expected}{note}", **data)
 
 
 def check_shopify_rest(ctx: PreflightContext) -> Verdict:
     result = ctx.shopify.get().shop()
-    name = (result.data.get("shop") or {}).get("name")
-    return _shop_named(result, name, "shop.json", call_limit=result.call_limit)
+    # `domain` is the primary domain (often a custom one); `myshopify_domain` names the shop itself
+    return _shop_answered(
+        ctx, result, "shop.json", result.data.get("shop"), ("myshopify_domain", "domain"), call_limit=result.call_limit
+    )
 
 
 def check_shopify_graphql(ctx: PreflightContext) -> Verdict:
-    result = ctx.shopify.get().graphql("{ shop { name } }")
-    name = (result.data.get("shop") or {}).get("name")  # the client returns GraphQL's `data`
-    return _shop_named(result, name, "{ shop { name } }", throttle=result.throttle)
+    result = ctx.shopify.get().graphql(SHOP_QUERY)  # the client returns GraphQL's `data`
+    return _shop_answered(
+        ctx, result, SHOP_QUERY, result.data.get("shop"), ("myshopifyDomain",), throttle=result.throttle
+    )
 
 
 def check_refresh_marker(ctx: PreflightContext) -> Verdict:
@@ -245,19 +277,27 @@ def check_refresh_marker(ctx: PreflightContext) -> Verdict:
     now = utc_now()
     # Look further back than the limit, so a stale marker reports its age instead of "none".
     window_h = max(24.0, 3 * max_age)
+    marker = ctx.env.refresh_marker
     found = ctx.read(
         lambda: ctx.aws.newest_log_event(
-            ctx.env.worker_log_group, ctx.env.refresh_marker, since=now - timedelta(hours=window_h), until=now
+            ctx.env.worker_log_group,
+            marker,  # server side: only lines with the phrase come back, so calls do not grow with log volume
+            since=now - timedelta(hours=window_h),
+            until=now,
+            accept=lambda message: is_event(message, marker),  # client side: the line is that event
         )
     )
     data: dict[str, Any] = {
         "log_group": ctx.env.worker_log_group,
         "api_calls": found.api_calls,
         "complete": found.complete,
+        "not_the_event": found.rejected,
     }
     if found.timestamp is None:
         why = "the log search stopped before the end" if not found.complete else f"none in the last {window_h:g} h"
-        return failed(f"no '{ctx.env.refresh_marker}' marker: {why}; check the worker's token refresh job", **data)
+        if found.rejected:
+            why += f" ({found.rejected} lines mention it but record another event, e.g. `{marker}=false`)"
+        return failed(f"no '{marker}' marker: {why}; check the worker's token refresh job", **data)
     age_h = round((now - found.timestamp).total_seconds() / 3600, 2)
     data |= {"last_success_age_hours": age_h, "last_success_at": found.timestamp.isoformat()}
     if age_h > max_age:
@@ -272,7 +312,17 @@ def check_openai(ctx: PreflightContext) -> Verdict:
     ctx.require_identity()
     client = ctx.closing(OpenAIClient(base_url=ctx.env.openai_url(), api_key=key, timeout_s=ctx.env.http_timeout_s))
     result = client.list_models()
-    return passed(f"key accepted: {result.model_count} models visible", status_code=result.status_code)
+    data = {"status_code": result.status_code, "model_count": result.model_count}
+    if result.model_count == 0:
+        # Not PASS: nothing shows the worker can use a model. Not FAIL: a key restricted by scopes can
+        # see no models here and still run inference (UPSTREAMS.md), so the key may well be fine.
+        return warned(
+            "key accepted but sees no models: WARN, not FAIL, because a key restricted by scopes may list nothing "
+            "and still run inference; if the project allows no model, the worker cannot classify: check the "
+            "key's permissions and the project's allowed models",
+            **data,
+        )
+    return passed(f"key accepted: {result.model_count} models visible", **data)
 
 
 def check_alarms(ctx: PreflightContext) -> Verdict:
@@ -282,20 +332,109 @@ def check_alarms(ctx: PreflightContext) -> Verdict:
     firing = [n for n in wanted if n in states and states[n].state == "ALARM"]
     inert = [n for n in wanted if n in states and not states[n].actions_enabled]
     no_data = [n for n in wanted if n in states and states[n].state == "INSUFFICIENT_DATA"]
+    # Actions on, but none configured: going to ALARM notifies nobody and triggers nothing.
+    silent = [n for n in wanted if n in states and states[n].actions_enabled and not states[n].alarm_actions]
     data = {
         "states": {n: states[n].state for n in states},
         "missing": missing,
         "firing": firing,
         "actions_disabled": inert,
+        "no_alarm_actions": silent,
     }
     problems = [f"missing: {', '.join(missing)}"] if missing else []
     problems += [f"in ALARM: {', '.join(firing)}"] if firing else []
     problems += [f"actions disabled (would never roll back): {', '.join(inert)}"] if inert else []
+    caveats = [f"INSUFFICIENT_DATA: {', '.join(no_data)} (no datapoints yet; not proof of health)"] if no_data else []
+    caveats += [f"no alarm actions (an ALARM notifies nobody): {', '.join(silent)}"] if silent else []
     if problems:
-        return failed("; ".join(problems), **data)
-    if no_data:
-        return warned(f"INSUFFICIENT_DATA: {', '.join(no_data)} (no datapoints yet; not proof of health)", **data)
+        return failed("; ".join(problems + caveats), **data)
+    if caveats:
+        return warned("; ".join(caveats), **data)
     return passed(f"{len(wanted)} alarms exist, OK, actions enabled", **data)
+
+
+def check_outbound_flag(ctx: PreflightContext) -> Verdict:
+    """The outbound lever the map names, read now: it must be false before any cutover step."""
+    lever = ctx.env.outbound_flag
+    function = ctx.env.worker_function
+    read: Callable[[], bool | None]
+    if isinstance(lever, SsmFlag):
+        where = f"SSM parameter {lever.ssm_parameter}"
+        absent = f"{where} does not exist in {ctx.region}: create it with the value false"
+        data: dict[str, Any] = {"lever": "ssm_parameter", "name": lever.ssm_parameter}
+        read = lambda: ctx.aws.read_ssm_flag(lever.ssm_parameter)  # noqa: E731
+    else:
+        where = f"{lever.lambda_env} on {function}"
+        absent = f"{lever.lambda_env} is not set on {function}: set it to false"
+        data = {"lever": "lambda_env", "name": lever.lambda_env, "function": function}
+        read = lambda: ctx.aws.read_lambda_flag(function, lever.lambda_env)  # noqa: E731
+    try:
+        value = ctx.read(read)
+    except UpstreamError as exc:
+        return failed(f"cannot read {where}: {exc}", **data, code=exc.code)
+    data["enabled"] = value
+    if value is None:
+        return failed(absent, **data)
+    if value:
+        return failed(
+            f"outbound is ON ({where} = true): the worker may contact customers; run /rollback {ctx.request.env} "
+            "or set it to false before any cutover step",
+            **data,
+        )
+    return passed(f"outbound is off ({where} = false)", **data)
+
+
+# --- the worker's log lines ------------------------------------------------------------------
+# The worker logs one line per event, as text (`order_status_processed ticket_id=1042 ...`) or as
+# JSON (`{"event": "order_status_processed", "ticket_id": "1042"}`), behind the Lambda runtime's
+# own prefix (`[INFO]\t<timestamp>\t<request id>\t`). A line that only mentions a marker
+# (`shopify_token_refresh_success=false`, `retrying after shopify_token_refresh_success`) is not it.
+_RUNTIME_FIELD = re.compile(
+    r"\[?(TRACE|DEBUG|INFO|WARN|WARNING|ERROR|CRITICAL|FATAL)\]?"  # level: [INFO] (Python), INFO (Node)
+    r"|\d{4}-\d{2}-\d{2}T[\d:.]+Z?"  # timestamp
+    r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"  # request id
+)
+_EVENT_NAME = re.compile(r"[A-Za-z_][\w.:-]*")
+
+
+def worker_event(message: str) -> tuple[str, dict[str, Any]] | None:
+    """The event a worker log line records, with its fields; None when the line records no event."""
+    fields = message.strip().split("\t")
+    while len(fields) > 1 and _RUNTIME_FIELD.fullmatch(fields[0].strip()):
+        fields.pop(0)
+    body = "\t".join(fields).strip()
+    if body.startswith("{"):
+        try:
+            return _json_event(json.loads(body))
+        except ValueError:
+            return None
+    tokens = body.split()
+    if not tokens:
+        return None
+    pairs = dict(t.partition("=")[::2] for t in tokens if "=" in t)
+    if "=" in tokens[0]:  # logfmt (`level=info event=x ...`): the event is a field; `x=false` names none
+        name = pairs.get("event", "").strip('"')
+        return (name, pairs) if _EVENT_NAME.fullmatch(name) else None
+    return (tokens[0], pairs) if _EVENT_NAME.fullmatch(tokens[0]) else None
+
+
+def _json_event(obj: Any, depth: int = 0) -> tuple[str, dict[str, Any]] | None:
+    if not isinstance(obj, dict) or depth > 2:
+        return None
+    if isinstance(obj.get("event"), str):
+        return (obj["event"], obj) if _EVENT_NAME.fullmatch(obj["event"]) else None
+    message = obj.get("message")  # Lambda's JSON log format wraps what the code logged in `message`
+    if isinstance(message, dict):
+        return _json_event(message, depth + 1)
+    if isinstance(message, str):  # strictly shorter than the line it came from: the recursion ends
+        return worker_event(message)
+    return None
+
+
+def is_event(message: str, event: str) -> bool:
+    """Whether a log line records `event` (not merely mentions it)."""
+    found = worker_event(message)
+    return found is not None and found[0] == event
 
 
 def preflight_checks(ctx: PreflightContext) -> list[Check]:
@@ -307,6 +446,7 @@ def preflight_checks(ctx: PreflightContext) -> list[Check]:
     checks += [
         Check("bot_agent_id_secret_present", bound(check_secret, "richpanel_bot_agent_id")),
         Check("env_flags", bound(check_env_flags)),
+        Check("outbound_flag", bound(check_outbound_flag)),
         Check("richpanel_get", bound(check_richpanel)),
         Check("shopify_rest", bound(check_shopify_rest)),
         Check("shopify_graphql", bound(check_shopify_graphql)),
@@ -332,11 +472,46 @@ def run_preflight(request: RunRequest, config: CutoverConfig, progress: Progress
     return Report(
         command="preflight",
         env=request.env,
-        run_id=new_run_id(),
+        run_id=request.run_id or new_run_id(),
         started_at=started,
         finished_at=utc_now(),
-        overall_status=overall_status([c.name for c in checks], results),
         checks=results,
         requested_by=request.requested_by,
         pr=request.pr,
+    )
+
+
+def plan_preflight(request: RunRequest, config: CutoverConfig) -> Report:
+    """A dry run: each check and the one system it would call, calling none of them."""
+    env = config.env(request.env)
+    flag = env.outbound_flag
+    lever = (
+        f"AWS SSM GetParameter {flag.ssm_parameter}"
+        if hasattr(flag, "ssm_parameter")
+        else f"AWS Lambda GetFunctionConfiguration {env.worker_function} ({flag.lambda_env})"
+    )
+    steps = [("aws_identity", f"AWS STS GetCallerIdentity (expects account {env.aws_account_id}, {env.aws_region})")]
+    steps += [(f"secrets.{name}", f"AWS Secrets Manager DescribeSecret {sid}") for name, sid in env.secrets.items()]
+    steps += [
+        ("bot_agent_id_secret_present", f"AWS Secrets Manager DescribeSecret {env.secrets['richpanel_bot_agent_id']}"),
+        ("env_flags", f"AWS Lambda GetFunctionConfiguration {env.worker_function}"),
+        ("outbound_flag", lever),
+        ("richpanel_get", f"Richpanel GET {env.endpoints.richpanel}/v1/users"),
+        ("shopify_rest", f"Shopify GET {env.shopify_url()}/admin/api/{env.shopify.api_version}/shop.json"),
+        ("shopify_graphql", f"Shopify POST {env.shopify_url()}/admin/api/{env.shopify.api_version}/graphql.json"),
+        ("shopify_token_refresh_last_success", f"AWS CloudWatch Logs FilterLogEvents {env.worker_log_group}"),
+        ("openai_models", f"OpenAI GET {env.openai_url()}/models"),
+        ("alarms", f"AWS CloudWatch DescribeAlarms ({len(env.alarms)} alarms)"),
+    ]
+    now = utc_now()
+    return Report(
+        command="preflight",
+        env=request.env,
+        run_id=request.run_id or new_run_id(),
+        started_at=now,
+        finished_at=now,
+        checks=[CheckResult(name=n, status=Status.SKIP, detail=f"dry run: would call {what}") for n, what in steps],
+        requested_by=request.requested_by,
+        pr=request.pr,
+        dry_run=True,
     )

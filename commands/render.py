@@ -27,6 +27,12 @@ def redacted_check(check: CheckResult, *, keep_account_ids: bool = False, redact
 
 def summary_line(report: Report) -> str:
     """E.g. `FAIL preflight prod: 2 failed, 1 skipped, 11 passed in 1.4 s (run 3f2a9c1b0d)`."""
+    if report.dry_run:
+        verdict = "would run" if report.passed else "would be refused"
+        return (
+            f"DRY RUN {report.command} {report.env}: {verdict}, {len(report.checks)} steps, "
+            f"nothing called (run {report.run_id})"
+        )
     counts = []
     for status, word in ((Status.FAIL, "failed"), (Status.SKIP, "skipped"), (Status.WARN, "warned")):
         n = len(report.by_status(status))

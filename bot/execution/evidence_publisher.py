@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 from commands.config import CutoverConfig, Tokens
-from commands.outbox import Outbox
+from commands.outbox import Outbox, OutboxDrainer
 from commands.publish import GitHubPublisher
 from integrations.github import GitHubEvidence
 
@@ -28,18 +27,13 @@ def publisher_for(config: CutoverConfig, *, tokens: Tokens | None = None) -> Git
     return GitHubPublisher(sink, outbox, evidence_dir=on_branch)
 
 
-def drain_in_background(publisher: GitHubPublisher | None) -> threading.Thread | None:
-    """Send what an earlier process left in the outbox, without delaying this one."""
+DRAIN_INTERVAL_S = 60.0
+
+
+def start_drainer(publisher: GitHubPublisher | None, *, interval_s: float = DRAIN_INTERVAL_S) -> OutboxDrainer | None:
+    """Send what is pending in the outbox now and every `interval_s` while this process runs:
+    evidence an earlier process left, a job still pending after its follow-ups, or one left by a
+    worker killed at its deadline. A daemon thread: it never delays or outlives the command."""
     if publisher is None:
         return None
-
-    def drain() -> None:
-        try:
-            for result in publisher.drain():
-                log.info("outbox: %s", result.detail)
-        except Exception:  # a broken drain must not break the command that started it
-            log.exception("draining the evidence outbox failed")
-
-    thread = threading.Thread(target=drain, name="outbox-drain", daemon=True)
-    thread.start()
-    return thread
+    return OutboxDrainer(publisher, interval_s=interval_s, on_result=lambda r: log.info("outbox: %s", r.detail)).start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.execution.evidence_publisher import drain_in_background, publisher_for
+from bot.execution.evidence_publisher import publisher_for, start_drainer
 from bot.execution.worker_pool import ProcessRunner
 from bot.slack.app import CutoverBot
 from commands.config import CutoverConfig, Tokens
@@ -16,7 +16,7 @@ def build_bot(config: CutoverConfig, tokens: Tokens, **overrides: Any) -> Cutove
     """The app as production runs it; `overrides` are CutoverBot's keyword arguments (the demo
     shortens the evidence retry delays, tests pass an executor)."""
     install_log_redaction()
-    drain_in_background(publisher_for(config, tokens=tokens))  # evidence an earlier process could not deliver
+    start_drainer(publisher_for(config, tokens=tokens))  # evidence an earlier process could not deliver
     options: dict[str, Any] = {
         "runner": ProcessRunner(),
         "publisher_factory": lambda: publisher_for(config, tokens=tokens),

@@ -12,6 +12,7 @@ several threads: the retry deduplication and the run executor live in the proces
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 import threading
@@ -32,16 +33,37 @@ GUNICORN_BOOT_ERROR = 3
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-def make_wsgi_app(bolt_app: App) -> WSGIApp:
+# Slack's own payloads are small (a block_actions payload carries the message: tens of kB at most).
+# Anything larger is refused before it is read: the signature cannot be checked without the body.
+MAX_BODY_BYTES = 256 * 1024
+
+
+def make_wsgi_app(bolt_app: App, *, max_body_bytes: int = MAX_BODY_BYTES) -> WSGIApp:
     slack = SlackRequestHandler(bolt_app, path=SLACK_PATH)
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
-            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "2")])
-            return [b"ok"]
+            return _plain(start_response, "200 OK", b"ok")
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return _plain(start_response, "400 Bad Request", b"bad Content-Length")
+        if length > max_body_bytes:
+            return _plain(start_response, "413 Payload Too Large", b"request body too large")
+        if length == 0 and environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
+            body = environ["wsgi.input"].read(max_body_bytes + 1)
+            if len(body) > max_body_bytes:
+                return _plain(start_response, "413 Payload Too Large", b"request body too large")
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
         return slack(environ, start_response)
 
     return application
+
+
+def _plain(start_response: Callable[..., Any], status: str, body: bytes) -> list[bytes]:
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
+    return [body]
 
 
 def build_application() -> WSGIApp:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bot.execution.evidence_publisher import drain_in_background, publisher_for
+from bot.execution.evidence_publisher import publisher_for, start_drainer
 from bot.terminal.console import LiveChecks, print_outcome
 from commands.config import CutoverConfig
 from commands.evidence import render_files
@@ -37,7 +37,7 @@ def run_in_terminal(
     console = console or make_console()
     publisher = None if request.dry_run else publisher_for(config)
     if publisher is not None:
-        drain_in_background(publisher)
+        start_drainer(publisher)
     keep = request.include_aws_account_id
     outcomes: list[Outcome] = []
     for i in range(outputs.runs):
