@@ -6,6 +6,13 @@ already succeeded; whoever resends it skips those, so a retry never posts twice.
 
 A job being sent is claimed with an advisory file lock (released by the OS if the process dies), so
 a `drain()` at start-up and a live `publish()` in another worker never send the same job at once.
+`lock(name)` is the blocking kind, for work that must be serialised across jobs (one PR's evidence).
+
+A file that cannot be read as a job is moved aside to failed/ with a `.reason` note next to it; the
+other jobs carry on. `OutboxDrainer` sends what waits here on a timer while the process runs.
+
+Besides jobs, the folder keeps the bot's own records (`history/`): what it attached earlier, so
+nothing is ever read back from a comment that someone else could have written.
 """
 
 from __future__ import annotations
@@ -13,16 +20,21 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import re
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from integrations.errors import UpstreamError
+
+log = logging.getLogger(__name__)
 
 Job = dict[str, Any]
 
@@ -57,7 +69,8 @@ class Outbox:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "failed").mkdir(exist_ok=True)
+        for sub in ("failed", "history", "locks"):
+            (self.root / sub).mkdir(exist_ok=True)
 
     def _path(self, job_id: str, folder: Path | None = None) -> Path:
         if not _JOB_ID.match(job_id):
@@ -69,21 +82,38 @@ class Outbox:
         _atomic_write(self._path(job["id"]), json.dumps(job, indent=1, sort_keys=True).encode())
 
     def load(self, job_id: str) -> Job | None:
-        try:
-            return json.loads(self._path(job_id).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
+        """The job, or None if there is none (an unreadable file is moved aside: None too)."""
+        return self._read(self._path(job_id))
 
     def pending(self) -> list[Job]:
         """Every pending job, oldest first. An unreadable file is moved aside rather than blocking the rest."""
-        jobs = []
-        for path in sorted(self.root.glob("*.json")):
-            try:
-                jobs.append(json.loads(path.read_text(encoding="utf-8")))
-            except (OSError, ValueError):
-                with contextlib.suppress(OSError):
-                    path.replace(self.root / "failed" / path.name)
-        return sorted(jobs, key=lambda j: (j.get("created_at", ""), j.get("id", "")))
+        jobs = [job for path in sorted(self.root.glob("*.json")) if (job := self._read(path)) is not None]
+        return sorted(jobs, key=lambda j: (str(j.get("created_at", "")), j["id"]))
+
+    def _read(self, path: Path) -> Job | None:
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self.quarantine(path, f"unreadable: {exc}")
+            return None
+        try:
+            job = json.loads(raw.decode("utf-8"))
+        except ValueError as exc:  # also UnicodeDecodeError
+            self.quarantine(path, f"not JSON: {exc}")
+            return None
+        if not isinstance(job, dict) or job.get("id") != path.stem or not _JOB_ID.match(path.stem):
+            self.quarantine(path, "not an outbox job: a JSON object whose 'id' is the file's name is expected")
+            return None
+        return job
+
+    def quarantine(self, path: Path, reason: str) -> None:
+        """Move a file that is not a job aside to failed/, with `<name>.reason` saying why; the rest carry on."""
+        log.error("outbox: %s moved to failed/: %s", path.name, reason)
+        with contextlib.suppress(OSError):
+            path.replace(self.root / "failed" / path.name)
+            (self.root / "failed" / f"{path.name}.reason").write_text(reason + "\n", encoding="utf-8")
 
     def remove(self, job_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -96,7 +126,59 @@ class Outbox:
         self.remove(job["id"])
 
     def failed(self) -> list[Job]:
-        return [json.loads(p.read_text(encoding="utf-8")) for p in sorted((self.root / "failed").glob("*.json"))]
+        """Jobs given up on (files moved aside as unreadable are skipped: their `.reason` says why)."""
+        out = []
+        for path in sorted((self.root / "failed").glob("*.json")):
+            with contextlib.suppress(OSError, ValueError):
+                job = json.loads(path.read_text(encoding="utf-8"))
+                if isinstance(job, dict):
+                    out.append(job)
+        return out
+
+    # --- the bot's own records -----------------------------------------------------------
+    def history(self, key: str) -> list[dict[str, Any]]:
+        """The record kept under `key` (e.g. one PR's sticky comment), newest first; [] if none or unreadable."""
+        path = self._path(key, self.root / "history")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError):
+            log.error("outbox: history %s unreadable, starting it afresh", path.name)
+            return []
+        entries = data.get("entries") if isinstance(data, dict) else None
+        return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+    def save_history(self, key: str, entries: list[dict[str, Any]]) -> None:
+        path = self._path(key, self.root / "history")
+        _atomic_write(path, json.dumps({"entries": entries}, indent=1, sort_keys=True).encode())
+
+    @contextlib.contextmanager
+    def lock(self, name: str, *, timeout_s: float = 120.0, poll_s: float = 0.05) -> Iterator[None]:
+        """Hold the lock `name`, across threads and processes sharing this folder; wait up to `timeout_s`.
+
+        Raises `UpstreamError` (code "timeout", so retryable: the job stays queued) if it stays busy.
+        The lock files stay (removing one while another process waits on it would break the lock).
+        """
+        path = self._path(name, self.root / "locks").with_suffix(".lock")
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        reason = f"another worker held {name} for over {timeout_s:g} s; queued for later"
+                        raise UpstreamError("outbox", f"lock {name}", reason, code="timeout") from None
+                    time.sleep(poll_s)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     @contextlib.contextmanager
     def claim(self, job_id: str) -> Iterator[bool]:
@@ -138,3 +220,90 @@ def _atomic_write(path: Path, data: bytes) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+# --- draining while the process runs ------------------------------------------------------
+class Drains(Protocol):
+    def drain(self) -> list[Any]: ...
+
+
+class OutboxDrainer:
+    """Calls `publisher.drain()` at start and then every `interval_s` seconds, on a daemon thread.
+
+    `start()` and `stop()` are idempotent; `wake()` asks for a pass now. A failing pass is logged and
+    the next one runs on time: the thread never dies of an error. `on_result` sees each job's result.
+    """
+
+    def __init__(
+        self,
+        publisher: Drains,
+        *,
+        interval_s: float = 60.0,
+        on_result: Callable[[Any], None] | None = None,
+        name: str = "outbox-drainer",
+    ) -> None:
+        if interval_s <= 0:
+            raise ValueError("interval_s must be positive")
+        self.publisher = publisher
+        self.interval_s = interval_s
+        self.on_result = on_result
+        self.name = name
+        self.passes = 0  # completed passes, for a health check or a test
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._guard = threading.Lock()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> OutboxDrainer:
+        with self._guard:
+            if not self.running:
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+                self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Ask the thread to finish (after the job it is sending, if any) and wait up to `timeout_s`."""
+        with self._guard:
+            thread, self._thread = self._thread, None
+        self._stop.set()
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+
+    def __enter__(self) -> OutboxDrainer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.run_once()
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+
+    def run_once(self) -> list[Any]:
+        """One pass: every pending job gets a try. Never raises."""
+        results: list[Any] = []
+        try:
+            results = list(self.publisher.drain())
+        except Exception:
+            log.exception("outbox: a drain pass failed; the next one runs in %g s", self.interval_s)
+        for result in results:
+            if self.on_result is not None:
+                try:
+                    self.on_result(result)
+                except Exception:
+                    log.exception("outbox: on_result failed")
+            else:
+                log.info("outbox: %s", getattr(result, "detail", result))
+        self.passes += 1
+        return results

@@ -6,12 +6,23 @@ right before the call, so the sink only ever sees redacted text.
 
 Order per run: commit the files (so the links resolve), then the status, then the comment. When
 GitHub fails with something worth retrying, the job waits in the `Outbox` with the steps already
-done, and `drain()` finishes it later without repeating any of them.
+done, and `drain()` (or an `OutboxDrainer` on a timer) finishes it later without repeating any of them.
+
+Evidence you can trust:
+- Proof files go only to the head branch of an open PR, in this repository, that is neither the
+  default branch nor the PR's base (`refusal()`); otherwise the bundle stays local and the result
+  says why. The PR is read afresh before every commit: a PR closed while GitHub was down is seen.
+- The sticky comment is the bot's own (the sink matches the marker *and* the token's identity),
+  and its history comes from the bot's own record in the outbox folder, never from comment text.
+- One PR's evidence is sent under a lock shared by every thread and process using the outbox
+  folder: several runs at once each get their commit (built on the head read under the lock), their
+  status on that commit, and a line in the one sticky comment.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -28,6 +39,7 @@ from commands.execute import EvidenceResult
 from commands.outbox import Job, Outbox, is_retryable, retrying
 from commands.redaction import REDACTOR, Redactor
 from commands.report import Report, Status
+from integrations.errors import UpstreamError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +51,7 @@ HISTORY_START = "<!-- cutover:history -->"
 HISTORY_END = "<!-- /cutover:history -->"
 PENDING_DETAIL = "GitHub unavailable: evidence queued, will retry"
 JOB_VERSION = 1
-_RUN_ID = re.compile(r"\(run ([0-9A-Za-z]+)\)")
+PR_LOCK_TIMEOUT_S = 120.0  # how long a run waits for another run's evidence on the same PR
 
 
 # --- what the domain needs from GitHub --------------------------------------------------
@@ -53,7 +65,17 @@ class PullHeadInfo(Protocol):
     @property
     def html_url(self) -> str: ...
     @property
-    def read_only(self) -> bool: ...
+    def read_only(self) -> bool: ...  # a fork's branch, or a token that cannot push
+    @property
+    def reason(self) -> str: ...  # why it is read-only
+    @property
+    def state(self) -> str: ...  # "open" | "closed"
+    @property
+    def merged(self) -> bool: ...
+    @property
+    def base(self) -> str: ...  # the branch the PR merges into
+    @property
+    def default_branch(self) -> str: ...  # the repository's
 
 
 class CommitInfo(Protocol):
@@ -61,10 +83,15 @@ class CommitInfo(Protocol):
     def sha(self) -> str: ...
     @property
     def url(self) -> str: ...
+    @property
+    def parent(self) -> str | None: ...  # the head the commit was made on
 
 
 class EvidenceSink(Protocol):
-    """A place to leave evidence. Raises `integrations.errors.UpstreamError` on any failure."""
+    """A place to leave evidence. Raises `integrations.errors.UpstreamError` on any failure.
+
+    `find_comment`/`upsert_comment` see only comments written by the sink's own identity.
+    """
 
     def pr_head(self, pr: int) -> PullHeadInfo: ...
     def find_comment(self, pr: int, marker: str) -> tuple[int, str] | None: ...
@@ -88,6 +115,28 @@ def status_context(env: str, command: str) -> str:
     return f"cutover/{env}/{command}"
 
 
+def history_key(pr: int, marker_text: str) -> str:
+    """The outbox record of one sticky comment (a PR's env and command): a safe file name."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", marker_text.removeprefix("<!-- cutover:").removesuffix(" -->"))
+    digest = hashlib.sha256(marker_text.encode()).hexdigest()[:10]
+    return f"pr{int(pr)}-{slug[:80]}-{digest}"
+
+
+def refusal(pr: int, head: PullHeadInfo) -> str | None:
+    """Why proof files must not be committed for this PR (None: the head branch may take them)."""
+    if head.merged:
+        return f"PR #{pr} is merged"
+    if head.state != "open":
+        return f"PR #{pr} is closed"
+    if head.read_only:
+        return f"PR #{pr} is read-only for the bot ({head.reason or 'a fork or a branch the bot cannot write'})"
+    if head.default_branch and head.branch == head.default_branch:
+        return f"PR #{pr}'s head branch `{head.branch}` is the repository's default branch"
+    if head.base and head.branch == head.base:
+        return f"PR #{pr}'s head branch `{head.branch}` is its own base branch"
+    return None
+
+
 # --- the publisher ----------------------------------------------------------------------
 class GitHubPublisher:
     """The `Publisher` of commands/execute.py over an `EvidenceSink`, with a durable outbox behind it."""
@@ -103,11 +152,13 @@ class GitHubPublisher:
         wait_s: float = 1.0,
         max_wait_s: float = 8.0,
         sleep: Callable[[float], None] = time.sleep,
+        lock_timeout_s: float = PR_LOCK_TIMEOUT_S,
     ) -> None:
         self.sink = sink
         self.outbox = outbox
         self.evidence_dir = evidence_dir.strip("/") or "evidence"
         self.redactor = redactor
+        self.lock_timeout_s = lock_timeout_s
         self._retry = {"attempts": attempts, "wait_s": wait_s, "max_wait_s": max_wait_s, "sleep": sleep}
 
     def publish(self, report: Report, bundle: Bundle, *, pr: int | None, keep_account_ids: bool) -> EvidenceResult:
@@ -123,60 +174,87 @@ class GitHubPublisher:
             evidence_dir=self.evidence_dir,
             redactor=self.redactor,
         )
-        self.outbox.save(job)  # on disk before the first call: a crash mid-way loses nothing
-        return self._run(job["id"])
+        # Claimed before it is saved, so a drainer that sees the new file leaves it to this call.
+        return self._run(job["id"], new=job)
 
     def retry(self, report: Report) -> EvidenceResult:
         """One more try for this run's queued evidence (the Slack app follows a pending run with it)."""
         jid = job_id(report)
         if self.outbox.load(jid) is not None:
             return self._run(jid)
-        refused = next((j for j in self.outbox.failed() if j.get("id") == jid), None)
-        if refused is not None:
-            return EvidenceResult("local", f"GitHub refused the evidence: {refused.get('failed_reason')}")
+        ended = next((j for j in self.outbox.failed() if j.get("id") == jid), None)
+        if ended is not None and ended.get("kept_local"):
+            return EvidenceResult("local", str(ended.get("failed_reason")))
+        if ended is not None:
+            return EvidenceResult("local", f"GitHub refused the evidence: {ended.get('failed_reason')}")
         return EvidenceResult("attached", f"attached to PR #{report.pr} (delivered by an earlier retry)")
 
     def drain(self) -> list[EvidenceResult]:
-        """Send every pending job (at start-up, or on a timer). Jobs another process is sending are skipped."""
-        return [self._run(job["id"]) for job in self.outbox.pending()]
+        """Send every pending job (at start-up, or on a timer). Jobs another process is sending are skipped.
+
+        One job that cannot be handled at all (a malformed file) is moved to failed/; the others still go.
+        """
+        results = []
+        for job in self.outbox.pending():
+            try:
+                results.append(self._run(job["id"]))
+            except Exception as exc:  # a bug or a broken job: set it aside, carry on with the rest
+                reason = self.redactor.redact(f"{type(exc).__name__}: {exc}")
+                log.exception("outbox: job %s set aside: %s", job["id"], reason)
+                with contextlib.suppress(Exception):
+                    self.outbox.fail(job, f"could not be sent: {reason}")
+                results.append(EvidenceResult("local", f"evidence job {job['id']} set aside: {reason}"))
+        return results
 
     # --- one job -------------------------------------------------------------------------
-    def _run(self, job_id: str) -> EvidenceResult:
+    def _run(self, job_id: str, *, new: Job | None = None) -> EvidenceResult:
         with self.outbox.claim(job_id) as mine:
-            job = self.outbox.load(job_id) if mine else None
+            if mine and new is not None:
+                self.outbox.save(new)  # on disk before the first call: a crash mid-way loses nothing
+            job = (new or self.outbox.load(job_id)) if mine else None
             if job is None:
                 return EvidenceResult("pending", f"{PENDING_DETAIL} (being sent by another worker)")
+            pr = job.get("pr")
             try:
-                result = retrying(**self._retry)(self._send, job)
+                result = retrying(**self._retry)(self._send_locked, job)
             except Exception as exc:
                 job["attempts"] = job.get("attempts", 0) + 1
-                job["last_error"] = self.redactor.redact(str(exc))
+                upstream = isinstance(exc, UpstreamError)
+                job["last_error"] = self.redactor.redact(str(exc) if upstream else f"{type(exc).__name__}: {exc}")
                 if is_retryable(exc):
-                    log.warning("evidence for PR #%s queued: %s", job["pr"], job["last_error"])
+                    log.warning("evidence for PR #%s queued: %s", pr, job["last_error"])
                     self.outbox.save(job)
                     return EvidenceResult("pending", PENDING_DETAIL)
-                log.error("evidence for PR #%s not attached: %s", job["pr"], job["last_error"])
+                log.error("evidence for PR #%s not attached: %s", pr, job["last_error"])
                 self.outbox.fail(job, job["last_error"])
+                if not upstream:  # a malformed job or a bug: say so, not "GitHub refused"
+                    detail = f"evidence job {job_id} could not be sent ({job['last_error']}); set aside in failed/"
+                    return EvidenceResult("local", detail)
                 detail = (
-                    f"GitHub refused the evidence for PR #{job['pr']}: {job['last_error']}; "
-                    f"bundle kept at {job['local_path']}"
+                    f"GitHub refused the evidence for PR #{pr}: {job['last_error']}; "
+                    f"bundle kept at {job.get('local_path')}"
                 )
                 return EvidenceResult("local", detail)
-            self.outbox.remove(job_id)
+            if result.state == "local":  # the PR cannot take it: kept for `retry()` to answer the same
+                self.outbox.fail({**job, "kept_local": True}, result.detail)
+            else:
+                self.outbox.remove(job_id)
             return result
 
+    def _send_locked(self, job: Job) -> EvidenceResult:
+        """One PR at a time, across threads and processes: commits, statuses and the comment never race."""
+        with self.outbox.lock(f"pr-{int(job['pr'])}", timeout_s=self.lock_timeout_s):
+            return self._send(job)
+
     def _send(self, job: Job) -> EvidenceResult:
-        """Do the steps not yet done, saving the job after each one."""
+        """Do the steps not yet done, saving the job after each one. Called with the PR's lock held."""
         steps = job["steps"]
         pr = job["pr"]
-        if job["head"] is None:
-            head = self.sink.pr_head(pr)
-            if head.read_only:
-                why = getattr(head, "reason", "") or "a fork or a branch the bot cannot write"
-                detail = (
-                    f"PR #{pr} is read-only for the bot ({why}): evidence kept locally at {job['local_path']}, "
-                    "nothing written to GitHub"
-                )
+        if steps["commit"] is None:
+            head = self.sink.pr_head(pr)  # fresh under the lock: state, branch and head as they are now
+            why = refusal(pr, head)
+            if why is not None:
+                detail = f"{why}: evidence kept locally at {job['local_path']}, nothing written to GitHub"
                 return EvidenceResult("local", detail)
             job["head"] = {"sha": head.sha, "branch": head.branch, "html_url": head.html_url}
             self.outbox.save(job)
@@ -187,13 +265,13 @@ class GitHubPublisher:
         if steps["commit"] is None:
             paths = {f"{job['bundle_dir']}/{name}": body for name, body in files.items()}
             ref = self.sink.commit_files(head["branch"], paths, self._redact(job)(job["commit_message"]))
-            steps["commit"] = {"sha": ref.sha, "url": ref.url}
+            steps["commit"] = {"sha": ref.sha, "url": ref.url, "parent": getattr(ref, "parent", None)}
             self.outbox.save(job)
         commit = steps["commit"]
         links = EvidenceLinks(repo_url, commit["sha"], job["bundle_dir"])
 
         if not steps["carried"]:
-            self._carry_statuses(job, commit["sha"])
+            self._carry_statuses(job, commit)
             steps["carried"] = True
             self.outbox.save(job)
 
@@ -206,13 +284,17 @@ class GitHubPublisher:
             self.outbox.save(job)
 
         if steps["comment"] is None:
-            found = self.sink.find_comment(pr, job["marker"])
-            previous = found[1] if found else None
-            body = self._redact(job)(compose_comment(job, links, previous=previous))
+            # The history is the bot's own record, never the text of a comment (anyone can write one).
+            key = history_key(pr, job["marker"])
+            redact = self._redact(job)
+            entries = add_history(self.outbox.history(key), job, links, redact=redact)
+            lines = [e["line"] for e in entries]
+            body = redact(compose_comment(job, links, history=lines))
             if len(body) > COMMENT_LIMIT:  # redaction lengthened it (a newly registered secret): leave room
                 limit = 2 * COMMENT_LIMIT - len(body) - 1024
-                body = self._redact(job)(compose_comment(job, links, previous=previous, limit=limit))
+                body = redact(compose_comment(job, links, history=lines, limit=limit))
             steps["comment"] = self.sink.upsert_comment(pr, job["marker"], body)
+            self.outbox.save_history(key, entries)
             self.outbox.save(job)
 
         detail = (
@@ -221,10 +303,15 @@ class GitHubPublisher:
         )
         return EvidenceResult("attached", detail, url=steps["comment"])
 
-    def _carry_statuses(self, job: Job, new_sha: str) -> None:
-        """The evidence commit becomes the PR head; re-post the other cutover statuses so the PR keeps showing them."""
-        old_sha = job["head"]["sha"]
-        if new_sha == old_sha or not isinstance(self.sink, StatusReader):
+    def _carry_statuses(self, job: Job, commit: dict[str, Any]) -> None:
+        """The evidence commit becomes the PR head; re-post the other cutover statuses so the PR keeps showing them.
+
+        They come from the commit's parent (the head it was built on, read under the PR's lock), not
+        from a head remembered earlier: another run may have moved the branch since.
+        """
+        new_sha = commit["sha"]
+        old_sha = commit.get("parent") or (job.get("head") or {}).get("sha")
+        if not old_sha or new_sha == old_sha or not isinstance(self.sink, StatusReader):
             return
         redact = self._redact(job)
         for context, (state, description, target) in sorted(self.sink.statuses(old_sha).items()):
@@ -310,22 +397,53 @@ class EvidenceLinks:
 
 
 def parse_history(body: str | None) -> list[str]:
-    """The one-line history of an earlier sticky comment, newest first ('' or a foreign body -> [])."""
+    """The history lines shown in a sticky comment body, newest first ('' or a foreign body -> []).
+
+    For reading a comment in tests and by people: the publisher never builds on it (see `add_history`).
+    """
     if not body or HISTORY_START not in body:
         return []
     section = body.split(HISTORY_START, 1)[1].split(HISTORY_END, 1)[0]
     return [line[:HISTORY_LINE_LIMIT] for line in section.splitlines() if line.startswith("- ")]
 
 
-def _history(job: Job, links: EvidenceLinks, previous: str | None) -> list[str]:
+def history_line(job: Job, links: EvidenceLinks) -> str:
     icon = "✅" if job["overall_status"] == "PASS" else "❌"
-    line = f"- {job['started']} {icon} {job['summary']} · [evidence]({links.folder})"
-    older = [h for h in parse_history(previous) if _RUN_ID.search(h) is None or _RUN_ID.search(h)[1] != job["run_id"]]
-    return [line[:HISTORY_LINE_LIMIT], *older][:HISTORY_LIMIT]
+    return f"- {job['started']} {icon} {job['summary']} · [evidence]({links.folder})"[:HISTORY_LINE_LIMIT]
 
 
-def compose_comment(job: Job, links: EvidenceLinks, *, previous: str | None, limit: int = COMMENT_LIMIT) -> str:
-    """The sticky comment; shortened (failing checks kept, passing ones counted) if it would pass `limit`."""
+def add_history(
+    entries: list[dict[str, Any]],
+    job: Job,
+    links: EvidenceLinks,
+    *,
+    redact: Callable[[str], str] = lambda text: text,
+) -> list[dict[str, Any]]:
+    """The bot's record of one sticky comment with this run on top: newest first, one entry per run, bounded.
+
+    Entries are `{"run_id", "line"}`, written by the bot only (kept in the outbox folder).
+    """
+    line = redact(history_line(job, links))[:HISTORY_LINE_LIMIT]
+    older = [e for e in entries if e.get("run_id") != job["run_id"] and isinstance(e.get("line"), str) and e["line"]]
+    return [{"run_id": job["run_id"], "line": line}, *older][:HISTORY_LIMIT]
+
+
+def compose_comment(
+    job: Job,
+    links: EvidenceLinks,
+    *,
+    history: list[str] | None = None,
+    limit: int = COMMENT_LIMIT,
+    previous: str | None = None,
+) -> str:
+    """The sticky comment; shortened (failing checks kept, passing ones counted) if it would pass `limit`.
+
+    `history`: the lines to list, newest first, from the bot's own record (`add_history`); by
+    default only this run's. `previous` (an earlier comment's text) is accepted for older callers
+    and ignored: nothing is ever read back from a comment.
+    """
+    del previous
+    lines = [line[:HISTORY_LINE_LIMIT] for line in (history or [history_line(job, links)])][:HISTORY_LIMIT]
     names = sorted(_decode_files(job["files"]))
     proof = " · ".join(f"[{n}]({links.file(n)})" for n in names)
     tail = "\n".join(
@@ -335,7 +453,7 @@ def compose_comment(job: Job, links: EvidenceLinks, *, previous: str | None, lim
             "",
             "**History** (newest first)",
             HISTORY_START,
-            *_history(job, links, previous),
+            *lines,
             HISTORY_END,
             "",
         ]

@@ -6,6 +6,10 @@ a failed write surfaces as an `UpstreamError` and the caller's outbox decides wh
 which steps already succeeded. The artificial delays between requests are off: the commands write a
 handful of times per run, far below GitHub's secondary limits.
 
+Trust: the sticky comment is looked up by its marker *and* its author, who must be the token's own
+identity (`identity()`: the user of a personal token, `<app-slug>[bot]` for an app installation token).
+A marker in anyone else's comment is not ours: it is neither edited nor returned.
+
 Nothing here imports `commands`: the domain talks to this class through its `EvidenceSink` protocol.
 """
 
@@ -15,7 +19,6 @@ import math
 import os
 import posixpath
 import threading
-import time
 from base64 import b64encode
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +27,7 @@ from typing import TypeVar
 import requests
 from github import Auth, Github, GithubException, InputGitTreeElement, RateLimitExceededException
 from github.GitRef import GitRef
+from github.IssueComment import IssueComment
 from github.Repository import Repository
 from urllib3.util.retry import Retry
 
@@ -33,7 +37,6 @@ DEFAULT_BASE_URL = "https://api.github.com"
 COMMENT_LIMIT = 65_536  # GitHub answers 422 past this many characters
 STATUS_DESCRIPTION_LIMIT = 140
 STATUS_STATES = frozenset({"error", "failure", "pending", "success"})
-FIND_REUSE_S = 10.0  # how long upsert_comment may trust the same thread's find_comment answer
 PER_PAGE = 100  # the API's maximum: fewer round trips when listing comments
 
 # UpstreamError.code values a caller may treat as "try again later".
@@ -54,12 +57,18 @@ class PullHead:
     html_url: str
     read_only: bool  # a fork's branch, or a token that cannot push: evidence stays local
     reason: str = ""  # why it is read-only, for the person reading the result
+    state: str = "open"  # "open" or "closed" (a merged PR is closed and `merged`)
+    merged: bool = False
+    base: str = ""  # the branch the PR merges into
+    default_branch: str = ""  # the repository's default branch
+    head_repo: str | None = None  # "owner/name" the head branch lives in (None: deleted fork)
 
 
 @dataclass(frozen=True)
 class CommitRef:
     sha: str
     url: str  # the commit's web page
+    parent: str | None = None  # the branch head the commit was made on (its first parent)
 
 
 class _CountingToken(Auth.Token):
@@ -100,7 +109,16 @@ def read_retry() -> Retry:
 class GitHubEvidence:
     """One repository's pull requests, seen as places to leave evidence. Every failure is an `UpstreamError`."""
 
-    def __init__(self, *, repo: str, token: str, base_url: str = DEFAULT_BASE_URL, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        repo: str,
+        token: str,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout_s: float = 10.0,
+        app_slug: str | None = None,
+    ) -> None:
+        """`app_slug`: the GitHub App's slug when `token` is one of its installation tokens (saves a lookup)."""
         if repo.count("/") != 1 or not all(repo.split("/")):
             raise ValueError(f"repo must be 'owner/name', got {repo!r}")
         if not token:
@@ -119,14 +137,15 @@ class GitHubEvidence:
         )
         self._repo: Repository = self._gh.get_repo(repo)
         self._can_push: bool | None = None
-        self._local = threading.local()  # per thread: the last find_comment answer, for the upsert after it
+        self._identity: str | None = f"{app_slug.strip()}[bot]" if app_slug and app_slug.strip() else None
 
     @classmethod
     def from_env(cls, *, repo: str, timeout_s: float = DEFAULT_READ_TIMEOUT_S) -> GitHubEvidence:
-        """`GITHUB_TOKEN` and `GITHUB_API_URL` (as GitHub Actions sets them)."""
+        """`GITHUB_TOKEN` and `GITHUB_API_URL` (as GitHub Actions sets them), and `GITHUB_APP_SLUG` if set."""
         token = os.environ.get("GITHUB_TOKEN", "")
         base_url = os.environ.get("GITHUB_API_URL") or DEFAULT_BASE_URL
-        return cls(repo=repo, token=token, base_url=base_url, timeout_s=timeout_s)
+        slug = os.environ.get("GITHUB_APP_SLUG") or None
+        return cls(repo=repo, token=token, base_url=base_url, timeout_s=timeout_s, app_slug=slug)
 
     @property
     def calls(self) -> int:
@@ -135,6 +154,30 @@ class GitHubEvidence:
 
     def close(self) -> None:
         self._gh.close()
+
+    # --- who the token is --------------------------------------------------------------
+    def identity(self) -> str:
+        """The login comments written with this token carry; looked up once, then remembered.
+
+        A personal token: `GET /user`. An app installation token cannot read `/user` (403); unless the
+        app's slug was given, GraphQL `viewer { login }` names its bot (`<app-slug>[bot]`).
+        """
+        if self._identity is None:
+            self._identity = self._call("find out whose token this is", self._whoami)
+        return self._identity
+
+    def _whoami(self) -> str:
+        try:
+            login = self._gh.get_user().login  # GET /user
+        except GithubException as exc:
+            if exc.status != 403:
+                raise
+            _, data = self._gh.requester.graphql_query("query { viewer { login } }", {})
+            login = ((data.get("data") or {}).get("viewer") or {}).get("login")
+        if not isinstance(login, str) or not login:
+            reason = "GitHub did not name the token's user: set GITHUB_APP_SLUG for a GitHub App token"
+            raise UpstreamError("github", "find out whose token this is", reason)
+        return login
 
     # --- pull requests -----------------------------------------------------------------
     def pr_head(self, pr: int) -> PullHead:
@@ -153,7 +196,20 @@ class GitHubEvidence:
                 reason = f"its branch lives in the fork {head_repo}"
             elif not self._push_allowed():
                 reason = f"the token cannot push to {self.repo}"
-            return PullHead(pr, head.sha, head.ref, pull.html_url, read_only=bool(reason), reason=reason)
+            base_repo = pull.base.repo
+            return PullHead(
+                pr,
+                head.sha,
+                head.ref,
+                pull.html_url,
+                read_only=bool(reason),
+                reason=reason,
+                state=pull.state,
+                merged=bool(pull.merged),
+                base=pull.base.ref,
+                default_branch=(base_repo.default_branch if base_repo is not None else "") or "",
+                head_repo=head_repo,
+            )
 
         return self._call(action, load, not_found=f"no pull request #{pr} in {self.repo}: check the PR number")
 
@@ -166,42 +222,43 @@ class GitHubEvidence:
 
     # --- the sticky comment ------------------------------------------------------------
     def find_comment(self, pr: int, marker: str) -> tuple[int, str] | None:
-        """The oldest comment whose body starts with `marker` (a quote of it starts with '>', so it never matches)."""
+        """The bot's own oldest comment whose body starts with `marker`, as (id, body).
 
-        def find() -> tuple[int, str] | None:
+        Only comments written by `identity()` count: anyone can paste the marker into a comment of
+        their own. (A quote of the marker starts with '>', so it never matches either.)
+        """
+        found = self._own_comment(pr, marker)
+        return (found.id, found.body or "") if found is not None else None
+
+    def _own_comment(self, pr: int, marker: str) -> IssueComment | None:
+        me = self.identity().lower()
+
+        def find() -> IssueComment | None:
             for comment in self._repo.get_issue(pr).get_comments():
-                body = comment.body or ""
-                if body.lstrip().startswith(marker):
-                    return comment.id, body
+                author = comment.user.login if comment.user is not None else ""
+                if (author or "").lower() == me and (comment.body or "").lstrip().startswith(marker):
+                    return comment
             return None
 
-        found = self._call(f"list comments of #{pr}", find, not_found=f"no pull request #{pr} in {self.repo}")
-        self._local.found = ((pr, marker), found, time.monotonic())
-        return found
+        return self._call(f"list comments of #{pr}", find, not_found=f"no pull request #{pr} in {self.repo}")
 
     def upsert_comment(self, pr: int, marker: str, body: str) -> str:
-        """Edit the comment carrying `marker` in place, or create it. Returns its web URL."""
+        """Edit the bot's own comment carrying `marker` in place, or create it. Returns its web URL."""
         if not body.lstrip().startswith(marker):
             body = f"{marker}\n{body}"
         if len(body) > COMMENT_LIMIT:
             raise UpstreamError(
                 "github", f"comment on #{pr}", f"body is {len(body)} characters; GitHub accepts {COMMENT_LIMIT}"
             )
-        # A caller that just looked (to build the body from the old one) is not made to list the comments again.
-        last, self._local.found = getattr(self._local, "found", None), None
-        fresh = last is not None and last[0] == (pr, marker) and time.monotonic() - last[2] < FIND_REUSE_S
-        found = last[1] if fresh else self.find_comment(pr, marker)
-        self._local.found = None  # used once: a later upsert looks again
+        found = self._own_comment(pr, marker)
 
         def write() -> str:
-            issue = self._repo.get_issue(pr)
             if found is None:
-                return issue.create_comment(body).html_url
-            comment = issue.get_comment(found[0])
-            if found[1] == body:  # nothing changed (a retried job): no write at all
-                return comment.html_url
-            comment.edit(body)
-            return comment.html_url
+                return self._repo.get_issue(pr).create_comment(body).html_url
+            if found.body == body:  # nothing changed (a retried job): no write at all
+                return found.html_url
+            found.edit(body)
+            return found.html_url
 
         return self._call(f"{'edit' if found else 'create'} comment on #{pr}", write)
 
@@ -219,12 +276,19 @@ class GitHubEvidence:
         self._call(f"set status {context} on {sha[:12]}", post, not_found=f"no commit {sha[:12]} in {self.repo}")
 
     def statuses(self, sha: str) -> dict[str, tuple[str, str, str | None]]:
-        """The latest status per context on `sha`: context -> (state, description, target_url)."""
+        """The bot's own latest status per context on `sha`: context -> (state, description, target_url).
+
+        Only statuses created by `identity()` count: anyone who may set a status could post a
+        "cutover/..." context, and the publisher re-posts these under the bot's name.
+        """
+        me = self.identity().lower()
 
         def read() -> dict[str, tuple[str, str, str | None]]:
             latest: dict[str, tuple[str, str, str | None]] = {}
             for s in self._repo.get_commit(sha).get_statuses():  # newest first
-                latest.setdefault(s.context, (s.state, s.description or "", s.target_url))
+                creator = (s.creator.login if s.creator is not None else "") or ""
+                if creator.lower() == me:
+                    latest.setdefault(s.context, (s.state, s.description or "", s.target_url))
             return latest
 
         return self._call(f"list statuses of {sha[:12]}", read)
@@ -249,8 +313,9 @@ class GitHubEvidence:
             for attempt in range(2):  # a push between our read and our update: rebuild once on the new head
                 ref: GitRef = self._repo.get_git_ref(f"heads/{branch}")
                 head = self._repo.get_git_commit(ref.object.sha)
-                if head.message == message:
-                    return CommitRef(head.sha, head.html_url)
+                if head.message == message:  # our own commit, from an attempt whose answer was lost
+                    parent = head.parents[0].sha if head.parents else None
+                    return CommitRef(head.sha, head.html_url, parent)
                 tree = self._repo.create_git_tree([self._element(p, b) for p, b in sorted(files.items())], head.tree)
                 new = self._repo.create_git_commit(message, tree, [head])
                 try:
@@ -259,7 +324,7 @@ class GitHubEvidence:
                     if attempt == 0 and exc.status == 422:
                         continue
                     raise
-                return CommitRef(new.sha, new.html_url)
+                return CommitRef(new.sha, new.html_url, head.sha)
             raise AssertionError("unreachable")
 
         return self._call(

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from commands.evidence import Bundle, render_files
 from commands.outbox import Outbox, is_retryable
-from commands.publish import COMMENT_LIMIT, EvidenceLinks, compose_comment, new_job, parse_history
+from commands.publish import COMMENT_LIMIT, EvidenceLinks, add_history, compose_comment, new_job, parse_history
 from commands.redaction import Redactor
 from commands.report import CheckResult, Report, Status, new_run_id, overall_status, utc_now
 from integrations.errors import UpstreamError
@@ -48,7 +48,7 @@ def _job(report: Report, tmp: Path) -> dict:
 def test_body_always_fits_and_keeps_failures_when_it_can(statuses: list[Status], detail_size: int, tmp_path) -> None:
     report = _report(statuses, detail_size)
     job = _job(report, tmp_path)
-    body = compose_comment(job, LINKS, previous=None)
+    body = compose_comment(job, LINKS)
     assert len(body) <= COMMENT_LIMIT
     assert body.startswith(job["marker"])
     assert len(parse_history(body)) == 1
@@ -60,16 +60,18 @@ def test_body_always_fits_and_keeps_failures_when_it_can(statuses: list[Status],
 
 
 def test_history_is_newest_first_bounded_and_not_duplicated(tmp_path: Path) -> None:
-    body = None
+    entries: list[dict] = []  # the bot's own record (kept in the outbox folder), never the comment's text
     ids = []
     for _ in range(25):
         job = _job(_report([Status.PASS], 0), tmp_path)
         ids.append(job["run_id"])
-        body = compose_comment(job, LINKS, previous=body)
+        entries = add_history(entries, job, LINKS)
+        body = compose_comment(job, LINKS, history=[e["line"] for e in entries])
     history = parse_history(body)
     assert len(history) == 20
     assert ids[-1] in history[0] and ids[-20] in history[-1]
-    again = compose_comment(job, LINKS, previous=body)  # the same run sent twice (a retry)
+    entries = add_history(entries, job, LINKS)  # the same run sent twice (a retry)
+    again = compose_comment(job, LINKS, history=[e["line"] for e in entries])
     assert parse_history(again) == history
 
 

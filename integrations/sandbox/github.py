@@ -1,8 +1,14 @@
 """A loopback GitHub: enough of the REST API for PyGithub to comment, set statuses and commit evidence.
 
-State lives in memory: pull requests, comments, statuses, and a small git object store (blobs, flat
-trees, commits, branch refs), so a test can read back exactly what was committed. Faults come from
-`FakeUpstream.inject` (per path regex), e.g. `Fault("status", status=500, times=1)` on `/git/commits$`.
+State lives in memory: pull requests (open, closed or merged; from a branch of this repository or
+of a fork, into any base), comments (each with the login of the token that wrote it), statuses,
+and a small git object store (blobs, flat trees, commits, branch refs), so a test can read back
+exactly what was committed. Faults come from `FakeUpstream.inject` (per path regex), e.g.
+`Fault("status", status=500, times=1)` on `/git/commits$`.
+
+Identities: every token maps to a login. A login ending in `[bot]` is a GitHub App installation
+(as on GitHub, `GET /user` then answers 403 and only GraphQL `viewer { login }` names it); any
+other login is a user, and `GET /user` answers with it.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ from urllib.parse import unquote
 from integrations.sandbox.http import FakeUpstream, Request, Response
 
 SANDBOX_TOKEN = "ghp_sandboxtoken0000000000000000000000"
+SANDBOX_LOGIN = "cutover-bot"  # the user a `ghp_`/`github_pat_` sandbox token belongs to
+SANDBOX_APP_LOGIN = "cutover-bot[bot]"  # the app a `ghs_` (installation) sandbox token belongs to
+PR_STATES = ("open", "closed", "merged")
 COMMENT_LIMIT = 65_536
 STATUS_STATES = {"error", "failure", "pending", "success"}
 
@@ -50,10 +59,15 @@ class GitHubFake(FakeUpstream):
         token: str = SANDBOX_TOKEN,
         can_push: bool = True,
         default_branch: str = "main",
+        login: str | None = None,
     ) -> None:
         super().__init__()
         self.repo = repo
         self.token = token
+        # token -> login; `login` defaults by the token's kind (an installation token is an app's bot)
+        self.logins: dict[str, str] = {
+            token: login or (SANDBOX_APP_LOGIN if token.startswith("ghs_") else SANDBOX_LOGIN)
+        }
         self.can_push = can_push
         self.default_branch = default_branch
         self._state = threading.RLock()
@@ -78,27 +92,69 @@ class GitHubFake(FakeUpstream):
         return self
 
     # --- helpers for tests -------------------------------------------------------------
-    def add_pr(self, number: int, branch: str, sha: str | None = None, *, fork: str | None = None) -> dict[str, Any]:
-        """A pull request from `branch` (in this repo, or in the fork `fork`) into the default branch.
+    @property
+    def login(self) -> str:
+        """The login of the fake's own token (the bot's identity)."""
+        return self.logins[self.token]
+
+    def add_token(self, token: str, login: str) -> None:
+        """Another identity that may call the API, e.g. a person who comments on the PR."""
+        with self._state:
+            self.logins[token] = login
+
+    def add_pr(
+        self,
+        number: int,
+        branch: str,
+        sha: str | None = None,
+        *,
+        fork: str | None = None,
+        base: str | None = None,
+        state: str = "open",
+    ) -> dict[str, Any]:
+        """A pull request from `branch` (in this repo, or in the fork `fork`) into `base` (the default branch).
 
         For a same-repo PR the branch is created (one commit on the default branch) unless it exists;
-        `sha` names that commit, so a test can refer to the head it expects.
+        `sha` names that commit, so a test can refer to the head it expects. `state` is open, closed
+        or merged (`set_pr_state` changes it later).
         """
         with self._state:
             head_sha = sha
             if fork is None and branch not in self.refs:
-                base = self.refs[self.default_branch]
-                head_sha = self._make_commit({}, parents=[base], message=f"work on {branch}", sha=sha)
+                root = self.refs[self.default_branch]
+                head_sha = self._make_commit({}, parents=[root], message=f"work on {branch}", sha=sha)
                 self.refs[branch] = head_sha
             elif fork is None:
                 head_sha = self.refs[branch]
+            base = base or self.default_branch
+            if base not in self.refs:
+                self.refs[base] = self.refs[self.default_branch]
             self.pulls[number] = {
                 "number": number,
                 "branch": branch,
                 "fork": fork,
                 "fork_sha": head_sha or hashlib.sha1(f"fork-{number}".encode()).hexdigest(),
+                "base": base,
             }
+            self.set_pr_state(number, state)
             return self.pulls[number]
+
+    def set_pr_state(self, number: int, state: str) -> None:
+        """open, closed (without merging) or merged."""
+        if state not in PR_STATES:
+            raise ValueError(f"state must be one of {PR_STATES}, got {state!r}")
+        with self._state:
+            pull = self.pulls[number]
+            pull["state"] = state
+            pull["closed_at"] = None if state == "open" else _now()
+
+    def git_writes(self) -> list[Any]:
+        """Every request that wrote to the git database or moved a ref (blobs, trees, commits, refs, contents)."""
+        return [
+            r
+            for r in self.received()
+            if r.method in ("POST", "PATCH", "PUT", "DELETE") and ("/git/" in r.path or "/contents/" in r.path)
+        ]
 
     def comments(self, pr: int) -> list[dict[str, Any]]:
         with self._state:
@@ -227,14 +283,17 @@ class GitHubFake(FakeUpstream):
     def _pull_json(self, number: int) -> dict[str, Any]:
         p = self.pulls[number]
         head_repo = p["fork"] or self.repo
-        head_sha = p["fork_sha"] if p["fork"] else self.refs[p["branch"]]
+        head_sha = p["fork_sha"] if p["fork"] else self.refs.get(p["branch"], p["fork_sha"])
         owner = head_repo.split("/")[0]
-        base_sha = self.refs[self.default_branch]
+        base_sha = self.refs[p["base"]]
+        merged = p["state"] == "merged"
         return {
             "id": 500_000 + number,
             "node_id": f"PR_{number}",
             "number": number,
-            "state": "open",
+            "state": "open" if p["state"] == "open" else "closed",
+            "closed_at": p["closed_at"],
+            "merged_at": p["closed_at"] if merged else None,
             "title": f"Cutover evidence #{number}",
             "url": f"{self.api}/pulls/{number}",
             "html_url": f"{self.html}/pull/{number}",
@@ -243,7 +302,7 @@ class GitHubFake(FakeUpstream):
             "statuses_url": f"{self.api}/statuses/{head_sha}",
             "user": {"login": owner, "id": 2, "type": "User"},
             "maintainer_can_modify": False,
-            "merged": False,
+            "merged": merged,
             "draft": False,
             "head": {
                 "label": f"{owner}:{p['branch']}",
@@ -253,8 +312,8 @@ class GitHubFake(FakeUpstream):
                 "user": {"login": owner, "id": 2, "type": "User"},
             },
             "base": {
-                "label": f"{self.repo.split('/')[0]}:{self.default_branch}",
-                "ref": self.default_branch,
+                "label": f"{self.repo.split('/')[0]}:{p['base']}",
+                "ref": p["base"],
                 "sha": base_sha,
                 "repo": self._repo_json(),
                 "user": {"login": self.repo.split("/")[0], "id": 1, "type": "Organization"},
@@ -269,7 +328,7 @@ class GitHubFake(FakeUpstream):
             "html_url": f"{self.html}/pull/{c['pr']}#issuecomment-{c['id']}",
             "issue_url": f"{self.api}/issues/{c['pr']}",
             "body": c["body"],
-            "user": {"login": "cutover-bot[bot]", "id": 3, "type": "Bot"},
+            "user": self._user_json(c["author"]),
             "created_at": c["created_at"],
             "updated_at": c["updated_at"],
         }
@@ -285,13 +344,28 @@ class GitHubFake(FakeUpstream):
             "context": s["context"],
             "created_at": s["created_at"],
             "updated_at": s["created_at"],
-            "creator": {"login": "cutover-bot[bot]", "id": 3, "type": "Bot"},
+            "creator": self._user_json(s["creator"]),
+        }
+
+    def _user_json(self, login: str) -> dict[str, Any]:
+        bot = login.endswith("[bot]")
+        uid = int(hashlib.sha1(login.encode()).hexdigest()[:7], 16)
+        return {
+            "login": login,
+            "id": uid,
+            "node_id": f"U_{uid}",
+            "type": "Bot" if bot else "User",
+            "url": f"{self.url}/users/{login}",
+            "html_url": f"{self.url}/{'apps/' + login[:-5] if bot else login}",
+            "site_admin": False,
         }
 
     # --- routes ------------------------------------------------------------------------
     def _register_routes(self) -> None:
         r = "/repos/" + self.repo.replace(".", r"\.")
         routes = [
+            ("GET", r"/user", self._get_user),
+            ("POST", r"/graphql", self._graphql),
             ("GET", rf"{r}", self._get_repo),
             ("GET", rf"{r}/pulls/(?P<n>\d+)", self._get_pull),
             ("GET", rf"{r}/issues/(?P<n>\d+)/comments", self._list_comments),
@@ -315,7 +389,7 @@ class GitHubFake(FakeUpstream):
 
     def _authorized(self, handler: Any) -> Any:
         def wrapped(req: Request) -> Response:
-            if req.header("authorization") not in (f"token {self.token}", f"Bearer {self.token}"):
+            if self._caller(req) is None:
                 return Response(
                     401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}
                 )
@@ -323,6 +397,31 @@ class GitHubFake(FakeUpstream):
                 return handler(req)
 
         return wrapped
+
+    def _caller(self, req: Request) -> str | None:
+        """The login behind the request's token, or None for an unknown token."""
+        scheme, _, token = (req.header("authorization") or "").partition(" ")
+        if scheme.lower() not in ("token", "bearer"):
+            return None
+        return self.logins.get(token)
+
+    def _get_user(self, req: Request) -> Response:
+        login = self._caller(req) or ""
+        if login.endswith("[bot]"):  # an installation token is not a user
+            return Response(
+                403,
+                {
+                    "message": "Resource not accessible by integration",
+                    "documentation_url": "https://docs.github.com/rest/users/users#get-the-authenticated-user",
+                },
+            )
+        return Response(200, {**self._user_json(login), "name": login})
+
+    def _graphql(self, req: Request) -> Response:
+        query = str((req.json() or {}).get("query") or "")
+        if "viewer" not in query:
+            return Response(200, {"errors": [{"message": "the sandbox answers only `viewer { login }`"}]})
+        return Response(200, {"data": {"viewer": {"login": self._caller(req)}}})
 
     def _get_repo(self, req: Request) -> Response:
         return Response(200, self._repo_json())
@@ -357,7 +456,16 @@ class GitHubFake(FakeUpstream):
             return _invalid("Validation Failed: body is too long (maximum is 65536 characters)")
         cid = next(self._ids)
         now = _now()
-        self._comments[cid] = {"id": cid, "pr": n, "body": body, "created_at": now, "updated_at": now, "edits": 0}
+        author = self._caller(req)
+        self._comments[cid] = {
+            "id": cid,
+            "pr": n,
+            "body": body,
+            "author": author,
+            "created_at": now,
+            "updated_at": now,
+            "edits": 0,
+        }
         return Response(201, self._comment_json(self._comments[cid]))
 
     def _get_comment(self, req: Request) -> Response:
@@ -368,6 +476,10 @@ class GitHubFake(FakeUpstream):
         c = self._comments.get(int(req.match["id"]))
         if c is None:
             return _not_found()
+        caller = self._caller(req)
+        # GitHub: the author edits, and so does anyone with write access (the bot's token here).
+        if c["author"] != caller and not (caller == self.login and self.can_push):
+            return Response(403, {"message": "Resource not accessible by integration"})
         body = (req.json() or {}).get("body")
         if not isinstance(body, str) or not body:
             return _invalid("Validation Failed: body is missing")
@@ -394,6 +506,7 @@ class GitHubFake(FakeUpstream):
             "target_url": data.get("target_url"),
             "context": data.get("context") or "default",
             "created_at": _now(),
+            "creator": self._caller(req),
         }
         self._statuses.append(status)
         return Response(201, self._status_json(status))
