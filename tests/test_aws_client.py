@@ -362,3 +362,46 @@ def test_concurrent_calls_share_one_client_per_service(seeded: AwsSandbox) -> No
         results = list(pool.map(lambda f: f(), calls))
     assert results[:7] == ["123456789012", True, True, {"SHOPIFY_SHOP_DOMAIN": "example.myshopify.com"}, True, 3, False]
     assert len(aws._clients) == 6  # sts, secretsmanager, lambda, logs, cloudwatch, ssm
+
+
+def test_newest_log_event_keeps_only_what_accept_keeps(seeded: AwsSandbox, aws: Aws) -> None:
+    """The term is a server-side candidate filter; `accept` decides on each candidate, newest accepted wins."""
+    logs = seeded.client("logs", REGION)
+    logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName="2026/failures")
+    newer = int((NOW - timedelta(hours=1)).timestamp() * 1000)
+    lines = [(newer, f"{MARKER}=false status=401"), (newer + 1, f'{{"event": "refresh_failed", "{MARKER}": false}}')]
+    seeded.put_log_lines(LOG_GROUP, "2026/failures", lines, region=REGION)
+
+    substring = lookup(aws)  # without `accept`: any line containing the phrase
+    assert substring.timestamp == datetime.fromtimestamp((newer + 1) / 1000, tz=UTC)
+    assert substring.rejected == 0
+
+    seen: list[str] = []
+
+    def accept(message: str) -> bool:
+        seen.append(message)
+        return message.startswith("[INFO]")  # the seed's success lines
+
+    found = lookup(aws, accept=accept)
+    assert found.timestamp is not None
+    assert abs(found.timestamp - (NOW - timedelta(hours=3))) < timedelta(seconds=1)
+    assert found.message is not None and found.message.startswith("[INFO]")
+    assert found.rejected == 2
+    assert found.api_calls == substring.api_calls  # the same candidates, judged client-side
+    assert len(seen) == 5  # three successes and two failures: no unrelated line reached the client
+    assert all(MARKER in m for m in seen)
+
+
+def test_newest_log_event_none_accepted_is_none(seeded: AwsSandbox, aws: Aws) -> None:
+    found = lookup(aws, accept=lambda message: False)
+    assert (found.timestamp, found.message, found.rejected, found.complete) == (None, None, 3, True)
+
+
+def test_alarms_count_their_alarm_actions(sandbox: AwsSandbox, aws: Aws) -> None:
+    sandbox.reset()
+    sandbox.seed(make_seed(alarms_without_actions=("rp-mw-prod-shopify-429s",)), now=NOW)
+    got = aws.alarms(list(ALARMS))
+    assert got["rp-mw-prod-shopify-429s"].alarm_actions == ()
+    assert got["rp-mw-prod-shopify-429s"].actions_enabled is True  # enabled, yet notifies nobody
+    assert len(got["rp-mw-prod-worker-error-rate"].alarm_actions) == 1
+    assert got["rp-mw-prod-worker-error-rate"].alarm_actions[0].startswith("arn:aws:sns:")

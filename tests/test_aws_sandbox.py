@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -201,3 +202,24 @@ def test_constructor_latency_applies() -> None:
         t = time.perf_counter()
         slow.client("sts").get_caller_identity()
         assert time.perf_counter() - t >= 0.2
+
+
+def test_seed_refresh_variants_and_alarms_without_actions(fresh: AwsSandbox) -> None:
+    seed = make_seed(
+        refresh_marker_json=True,
+        refresh_failure_age_hours=0.5,
+        alarms_without_actions=("dev-errors",),
+        unrelated_log_lines=20,
+    )
+    seeded = fresh.seed(seed, now=NOW)
+    events = fresh.client("logs", REGION).filter_log_events(logGroupName=seed.log_group)["events"]
+    mentions = sorted((e["timestamp"], e["message"]) for e in events if seed.refresh_marker in e["message"])
+    assert len(events) == 20 + 3 + 2  # three successes, two lines of one failed refresh
+    successes = [json.loads(m) for _, m in mentions if m.startswith("{") and '"event": "shopify_token_refresh_s' in m]
+    assert [s["event"] for s in successes] == [seed.refresh_marker] * 3
+    failures = [m for _, m in mentions if "false" in m.lower()]
+    assert len(failures) == 2
+    assert mentions[-1][0] >= int((NOW - timedelta(hours=0.5)).timestamp() * 1000)  # the failure is the newest
+
+    alarms = fresh.client("cloudwatch", REGION).describe_alarms(AlarmNames=list(seed.alarms))["MetricAlarms"]
+    assert {a["AlarmName"]: a["AlarmActions"] for a in alarms} == {"dev-429s": [seeded.topic_arn], "dev-errors": []}

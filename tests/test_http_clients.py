@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from commands.preflight import SHOP_QUERY
 from integrations.errors import UpstreamError
 from integrations.http import json_body, new_client, retry_after_seconds, send
 from integrations.openai import OpenAIClient
@@ -599,7 +600,9 @@ def test_a_credential_can_refresh_by_token_exchange(shop: ShopifyFake) -> None:
 
 def test_richpanel_ticket_round_trip_and_auth_header(richpanel: RichpanelFake) -> None:
     fake = richpanel
-    with RichpanelClient(base_url=fake.url, api_key=RP_KEY, timeout_s=TIMEOUT_S) as rp:
+    with RichpanelClient(
+        base_url=fake.url, api_key=RP_KEY, timeout_s=TIMEOUT_S, internal_test_address="cutover-canary@example.com"
+    ) as rp:
         ticket_id = rp.create_ticket(from_email="cutover-canary@example.com", subject="canary", body="Where is #1001?")
         assert rp.ticket(ticket_id)["subject"] == "canary"
         assert [m["body"] for m in rp.ticket_messages(ticket_id)] == ["Where is #1001?"]
@@ -660,3 +663,27 @@ def test_openai_persistent_429_mentions_quota(openai: OpenAIFake) -> None:
         openai.inject("/v1/models", Fault("status", status=429, retry_after=0.01))
         with pytest.raises(UpstreamError, match="out of quota"):
             client.list_models()
+
+
+def test_openai_a_key_that_sees_no_models_is_a_result_not_an_error(openai: OpenAIFake) -> None:
+    """An empty list is an answer (the preflight check decides it is a WARN); reset brings the models back."""
+    openai.models = []
+    with OpenAIClient(base_url=openai.base_url, api_key=OPENAI_KEY, timeout_s=TIMEOUT_S) as client:
+        result = client.list_models()
+    assert (result.status_code, result.model_count) == (200, 0)
+    openai.reset()
+    assert openai.models == list(MODELS)
+    assert OpenAIFake(OPENAI_KEY, models=()).models == []
+
+
+# --- Shopify: which shop answered ------------------------------------------------------------------
+
+
+def test_shopify_the_preflight_query_is_a_read_that_names_the_shop(shop: ShopifyFake) -> None:
+    assert graphql_write_reason(SHOP_QUERY) is None
+    with _shopify_client(shop) as client:
+        graphql = client.graphql(SHOP_QUERY)
+        rest = client.shop()
+    assert graphql.data["shop"]["myshopifyDomain"] == SHOP
+    assert graphql.data["shop"]["name"] == "Cutover Test"
+    assert rest.data["shop"]["myshopify_domain"] == SHOP

@@ -7,10 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
+from bot.terminal.cli import main
+from commands.config import load_config
 from commands.evidence import verify_bundle
 from commands.execute import RunRequest, execute
+from commands.preflight import is_event, worker_event
 from commands.report import Status
+from integrations.aws import Aws
+from integrations.errors import UpstreamError
+from integrations.sandbox.env import Scenario, outbound_parameter
 from integrations.sandbox.http import Fault
 from tests.conftest import assert_nothing_planted
 
@@ -29,6 +34,7 @@ ALL_CHECKS = {
     "shopify_token_refresh_last_success",
     "openai_models",
     "alarms",
+    "outbound_flag",
 }
 
 
@@ -68,7 +74,7 @@ def test_healthy_environment_passes_every_check(sandbox, config, tmp_path):
     ("env", "failed", "reason"),
     [
         ("missing-secret", {"secrets.richpanel_bot_agent_id", "bot_agent_id_secret_present"}, "does not exist"),
-        ("wrong-flag", {"env_flags"}, "RICHPANEL_OUTBOUND_ENABLED=true (expected false)"),
+        ("wrong-flag", {"env_flags"}, "RICHPANEL_OUTBOUND_ENABLED must be false"),
         ("stale-marker", {"shopify_token_refresh_last_success"}, "12.0 h ago (limit 8 h)"),
         ("no-marker", {"shopify_token_refresh_last_success"}, "no 'shopify_token_refresh_success' marker"),
         ("firing-alarm", {"alarms"}, "in ALARM: rp-mw-firing-alarm-worker-error-rate"),
@@ -180,7 +186,7 @@ def test_cli_prints_the_table_writes_outputs_and_exits_by_status(sandbox, config
     argv = ["preflight", "--env", "prod", "--config", str(config_path), "--evidence-dir", str(tmp_path / "ev")]
     assert main([*argv, "--out-json", str(out_json), "--out-md", str(out_md)]) == 0
     printed = capsys.readouterr().out
-    assert "PASS preflight prod: 14 passed" in printed
+    assert "PASS preflight prod: 15 passed" in printed
     assert "evidence: " in printed
     assert json.loads(out_json.read_text())["overall_status"] == "PASS"
     assert "| `aws_identity` |" in out_md.read_text()
@@ -245,3 +251,236 @@ def test_the_sandbox_starts_fast_and_seeds_the_outbound_flag_in_the_background()
         sandbox.stop()
     print(f"sandbox start: {started:.2f} s")
     assert started < 2.0
+
+
+# --- more environments, each with one more thing wrong, added to the session's sandbox ------------
+
+LEAKY_FLAG = "sk-proj-pasted-by-mistake-0123456789"
+LEAKY_SHOP = "someone-elses-shop.myshopify.com"
+MORE = {
+    "outbound-on": Scenario(outbound_enabled=True),
+    "outbound-missing": Scenario(outbound_enabled=None),
+    "outbound-garbled": Scenario(),  # the parameter is overwritten with a non-boolean below
+    "lambda-lever": Scenario(outbound_flag="lambda_env"),
+    "lambda-lever-on": Scenario(outbound_flag="lambda_env", outbound_enabled=True),
+    "refresh-failing": Scenario(refresh_age_hours=None, refresh_failure_age_hours=0.5),
+    "refresh-json": Scenario(refresh_age_hours=1.0, refresh_marker_json=True, refresh_failure_age_hours=0.5),
+    "silent-alarm": Scenario(alarms_without_actions=("token-refresh-errors",)),
+    "silent-quiet-alarms": Scenario(
+        alarms_without_actions=("shopify-429s",), alarm_states={"openai-failures": "INSUFFICIENT_DATA"}
+    ),
+    "silent-firing-alarms": Scenario(
+        alarms_without_actions=("shopify-429s",), alarm_states={"worker-error-rate": "ALARM"}
+    ),
+    "no-models": Scenario(openai_models=()),
+    "other-shop": Scenario(shop_answers_as="rp-mw-staging.myshopify.com"),
+    "leaky-flags": Scenario(flag_overrides={"MW_ALLOW_NETWORK_READS": LEAKY_FLAG, "SHOPIFY_SHOP_DOMAIN": LEAKY_SHOP}),
+}
+
+
+@pytest.fixture(scope="module")
+def more(sandbox, tmp_path_factory):
+    """A config that also holds the MORE environments (the session's `config` predates them)."""
+    for name, scenario in MORE.items():
+        if name not in sandbox.envs:
+            sandbox.add_env(name, scenario)
+    sandbox.aws.client("ssm").put_parameter(
+        Name=outbound_parameter("outbound-garbled"), Value="enabled-please", Type="String", Overwrite=True
+    )
+    return load_config(sandbox.write_config(tmp_path_factory.mktemp("more")))
+
+
+def check_of(outcome, name):
+    return next(c for c in outcome.report.checks if c.name == name)
+
+
+# --- outbound_flag: the lever the map names, read now ------------------------------------------------
+
+
+def test_outbound_flag_off_passes_and_names_the_parameter(sandbox, config, tmp_path):
+    outcome = run(config, "prod", tmp_path)
+    flag = check_of(outcome, "outbound_flag")
+    assert flag.status == Status.PASS
+    assert "outbound is off" in flag.detail and "/rp-mw/prod/outbound_enabled" in flag.detail
+    assert flag.data["enabled"] is False
+
+
+def test_outbound_flag_on_fails(more, tmp_path):
+    outcome = run(more, "outbound-on", tmp_path)
+    assert failing(outcome) == {"outbound_flag"}
+    assert "outbound is ON" in detail(outcome, "outbound_flag")
+    assert outcome.report.overall_status == "FAIL"
+
+
+def test_outbound_flag_missing_parameter_fails_naming_it(more, tmp_path):
+    outcome = run(more, "outbound-missing", tmp_path)
+    assert failing(outcome) == {"outbound_flag"}
+    assert "/rp-mw/outbound-missing/outbound_enabled does not exist" in detail(outcome, "outbound_flag")
+
+
+def test_outbound_flag_not_a_boolean_fails_without_echoing_it(sandbox, more, tmp_path):
+    outcome = run(more, "outbound-garbled", tmp_path)
+    assert failing(outcome) == {"outbound_flag"}
+    reason = detail(outcome, "outbound_flag")
+    assert "cannot read SSM parameter /rp-mw/outbound-garbled/outbound_enabled" in reason
+    assert "not true or false" in reason
+    assert "enabled-please" not in bundle_text(outcome)
+
+
+def test_outbound_flag_unreadable_fails_with_the_reason(config, tmp_path, monkeypatch):
+    """moto grants everything: access denied is a constructed error, as AWS would answer it."""
+
+    def denied(self, name):
+        raise UpstreamError("aws", f"get_parameter {name}", "access denied: grant ssm:GetParameter", code="403")
+
+    monkeypatch.setattr(Aws, "read_ssm_flag", denied)
+    outcome = run(config, "prod", tmp_path)
+    assert failing(outcome) == {"outbound_flag"}
+    reason = detail(outcome, "outbound_flag")
+    assert "cannot read SSM parameter /rp-mw/prod/outbound_enabled" in reason
+    assert "access denied" in reason
+
+
+def test_outbound_flag_as_a_lambda_env_key(sandbox, more, tmp_path):
+    assert more.env("lambda-lever").outbound_flag.lambda_env == "RICHPANEL_OUTBOUND_ENABLED"
+    outcome = run(more, "lambda-lever", tmp_path)
+    assert failing(outcome) == set()
+    flag = check_of(outcome, "outbound_flag")
+    assert "RICHPANEL_OUTBOUND_ENABLED on rp-mw-lambda-lever-worker = false" in flag.detail
+    assert flag.data["lever"] == "lambda_env"
+
+    on = run(more, "lambda-lever-on", tmp_path)
+    assert failing(on) == {"outbound_flag", "env_flags"}  # the same key is one of the safety flags
+    assert "outbound is ON" in detail(on, "outbound_flag")
+    assert_nothing_planted(sandbox, bundle_text(outcome), bundle_text(on))
+
+
+# --- the refresh marker is an event, not a substring ------------------------------------------------
+
+
+def test_a_line_that_only_mentions_the_marker_is_not_a_refresh_success(more, tmp_path):
+    # The only lines with the phrase say `shopify_token_refresh_success=false` (text and JSON forms).
+    outcome = run(more, "refresh-failing", tmp_path)
+    assert failing(outcome) == {"shopify_token_refresh_last_success"}
+    reason = detail(outcome, "shopify_token_refresh_last_success")
+    assert "no 'shopify_token_refresh_success' marker" in reason
+    assert "2 lines mention it but record another event" in reason
+    assert check_of(outcome, "shopify_token_refresh_last_success").data["not_the_event"] == 2
+
+
+def test_the_newest_json_success_counts_not_a_newer_failure(more, tmp_path):
+    outcome = run(more, "refresh-json", tmp_path)
+    assert failing(outcome) == set()
+    refresh = check_of(outcome, "shopify_token_refresh_last_success")
+    assert 0.9 < refresh.data["last_success_age_hours"] < 1.1  # not the failure 0.5 h ago
+    assert refresh.data["not_the_event"] == 2
+
+
+MARKER = "shopify_token_refresh_success"
+RID = "8f7a2c1e-4b3d-4e5f-9a8b-7c6d5e4f3a2b"
+EVENT_LINES = [
+    f"{MARKER} token_kind=offline",
+    f"[INFO]\t2026-01-01T00:00:00.000Z\t{RID}\t{MARKER} token_kind=offline expires_in_s=86399\n",
+    f"2026-01-01T00:00:00.000Z\t{RID}\tINFO\t{MARKER}",  # Node's runtime prefix
+    json.dumps({"event": MARKER, "token_kind": "offline"}),
+    f'[INFO]\t{RID}\t{{"event": "{MARKER}"}}',
+    json.dumps({"timestamp": "2026-01-01T00:00:00Z", "level": "INFO", "message": {"event": MARKER}}),
+    json.dumps({"level": "INFO", "message": f"{MARKER} token_kind=offline"}),
+    f"level=info event={MARKER} token_kind=offline",
+]
+NOT_EVENT_LINES = [
+    f"{MARKER}=false status=401",
+    f"{MARKER}=0",
+    f"[ERROR]\t{RID}\t{MARKER}=false status=401",
+    f"token refresh failed: {MARKER}=false",
+    f"retrying after {MARKER}",
+    f"{MARKER}_count=3",
+    f"{MARKER}ful token_kind=offline",
+    json.dumps({"event": "shopify_token_refresh_failed", MARKER: False}),
+    json.dumps({MARKER: True}),  # a field, not the event
+    json.dumps({"event": f"{MARKER}_false"}),
+    f'{{"event": "{MARKER}", broken json',
+    f"level=error event=shopify_token_refresh_failed {MARKER}=false",
+    "",
+    f"[INFO]\t{RID}\t",
+]
+
+
+@pytest.mark.parametrize("line", EVENT_LINES)
+def test_is_event_accepts_the_marker_as_the_lines_event(line):
+    assert is_event(line, MARKER)
+
+
+@pytest.mark.parametrize("line", NOT_EVENT_LINES)
+def test_is_event_refuses_a_line_that_only_mentions_the_marker(line):
+    assert not is_event(line, MARKER)
+
+
+def test_worker_event_gives_the_fields_of_both_forms():
+    text = "[INFO]\t2026-01-01T00:00:00.000Z\t" + RID + "\torder_status_processed ticket_id=1042 intent=order_status"
+    assert worker_event(text) == ("order_status_processed", {"ticket_id": "1042", "intent": "order_status"})
+    name, fields = worker_event('{"event": "order_status_processed", "ticket_id": "1042"}')
+    assert (name, fields["ticket_id"]) == ("order_status_processed", "1042")
+
+
+# --- alarms that notify nobody, OpenAI with no models, the wrong shop, flags without values ----------
+
+
+def test_an_alarm_without_actions_is_a_warning_that_names_it(more, tmp_path):
+    outcome = run(more, "silent-alarm", tmp_path)
+    alarms = check_of(outcome, "alarms")
+    assert alarms.status == Status.WARN
+    assert "no alarm actions" in alarms.detail
+    assert "rp-mw-silent-alarm-token-refresh-errors" in alarms.detail
+    assert alarms.data["no_alarm_actions"] == ["rp-mw-silent-alarm-token-refresh-errors"]
+    assert outcome.report.overall_status == "PASS"
+
+
+def test_alarm_caveats_are_reported_together_and_with_a_failure(more, tmp_path):
+    quiet = check_of(run(more, "silent-quiet-alarms", tmp_path), "alarms")
+    assert quiet.status == Status.WARN
+    assert "rp-mw-silent-quiet-alarms-openai-failures" in quiet.detail
+    assert "rp-mw-silent-quiet-alarms-shopify-429s" in quiet.detail
+    firing = check_of(run(more, "silent-firing-alarms", tmp_path), "alarms")
+    assert firing.status == Status.FAIL
+    assert "in ALARM: rp-mw-silent-firing-alarms-worker-error-rate" in firing.detail
+    assert "rp-mw-silent-firing-alarms-shopify-429s" in firing.detail
+
+
+def test_openai_key_that_sees_no_models_is_a_warning_not_a_pass(more, tmp_path):
+    outcome = run(more, "no-models", tmp_path)
+    models = check_of(outcome, "openai_models")
+    assert models.status == Status.WARN
+    assert "key accepted but sees no models" in models.detail
+    assert "restricted by scopes" in models.detail  # why WARN and not FAIL
+    assert models.data["model_count"] == 0
+
+
+def test_shopify_answering_for_another_shop_fails_naming_both(sandbox, more, tmp_path):
+    outcome = run(more, "other-shop", tmp_path)
+    assert failing(outcome) == {"shopify_rest", "shopify_graphql"}
+    for name in ("shopify_rest", "shopify_graphql"):
+        reason = detail(outcome, name)
+        assert "answered for rp-mw-staging.myshopify.com" in reason
+        assert "rp-mw-other-shop.myshopify.com" in reason
+    assert_nothing_planted(sandbox, bundle_text(outcome))
+
+
+def test_shopify_checks_name_the_shop_they_proved(config, tmp_path):
+    outcome = run(config, "prod", tmp_path)
+    assert "for rp-mw-prod.myshopify.com" in detail(outcome, "shopify_rest")
+    assert "for rp-mw-prod.myshopify.com" in detail(outcome, "shopify_graphql")
+
+
+def test_env_flags_name_the_flag_and_the_rule_never_the_deployed_value(sandbox, more, tmp_path):
+    outcome = run(more, "leaky-flags", tmp_path)
+    assert failing(outcome) == {"env_flags"}
+    reason = detail(outcome, "env_flags")
+    assert "MW_ALLOW_NETWORK_READS must be true" in reason
+    assert "SHOPIFY_SHOP_DOMAIN does not match the env's shop rp-mw-leaky-flags.myshopify.com" in reason
+    flags = check_of(outcome, "env_flags")
+    assert flags.data["wrong"] == ["MW_ALLOW_NETWORK_READS", "SHOPIFY_SHOP_DOMAIN"]
+    everything = bundle_text(outcome) + json.dumps(flags.data)
+    assert LEAKY_FLAG not in everything
+    assert LEAKY_SHOP not in everything
+    assert_nothing_planted(sandbox, everything)

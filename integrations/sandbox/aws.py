@@ -46,6 +46,11 @@ class AwsSeed:
     unrelated_log_lines: int = 0
     # seeded with put_metric_data: moto creates no metric when a function is invoked
     invocations_per_minute: list[tuple[datetime, float]] = field(default_factory=list)
+    alarms_without_actions: tuple[str, ...] = ()  # names seeded with AlarmActions=[] (notify nobody)
+    refresh_marker_json: bool = False  # the success lines as JSON ({"event": marker, ...}) instead of text
+    # failed refreshes this many hours ago: lines that contain the marker but are not its event
+    # (`<marker>=false ...` and a JSON line with a `<marker>: false` field)
+    refresh_failure_age_hours: float | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,13 @@ class AwsSandbox:
         with urllib.request.urlopen(req, timeout=5) as resp:
             resp.read()
 
+    def wrap_app(self, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Any:
+        """Put WSGI middleware in front of moto while running (e.g. a fault on one call); returns it."""
+        assert self._server is not None and self._server._server is not None, "start the sandbox first"
+        wsgi = self._server._server
+        wsgi.app = wrap(wsgi.app)
+        return wsgi.app
+
     def client(self, service: str, region: str | None = None) -> Any:
         """A boto3 client on this sandbox with the fake credentials, for seeding and for tests."""
         key = (service, region or self.region)
@@ -194,10 +206,13 @@ class AwsSandbox:
             # The worker refreshes periodically: older successes exist too, in another stream,
             # so a lookup that keeps the last event it reads instead of the newest is caught.
             base = now - timedelta(hours=seed.refresh_age_hours)
-            newest.append((_ms(base), _marker_line(seed.refresh_marker, base, rng)))
+            newest.append((_ms(base), _marker_line(seed.refresh_marker, base, rng, as_json=seed.refresh_marker_json)))
             for extra_h in (2, 4):
                 at = base - timedelta(hours=extra_h)
-                older.append((_ms(at), _marker_line(seed.refresh_marker, at, rng)))
+                older.append((_ms(at), _marker_line(seed.refresh_marker, at, rng, as_json=seed.refresh_marker_json)))
+        if seed.refresh_failure_age_hours is not None:
+            failed_at = now - timedelta(hours=seed.refresh_failure_age_hours)
+            newest += [(_ms(failed_at) + i, line) for i, line in enumerate(_failure_lines(seed.refresh_marker, rng))]
         unrelated = list(_unrelated_lines(seed.unrelated_log_lines, now, rng))
         half = len(unrelated) // 2
         self.put_log_lines(seed.log_group, streams[0], newest + unrelated[:half])
@@ -218,7 +233,7 @@ class AwsSandbox:
                 ComparisonOperator="GreaterThanOrEqualToThreshold",
                 TreatMissingData="missing",
                 ActionsEnabled=seed.alarm_actions_enabled,
-                AlarmActions=[topic_arn],
+                AlarmActions=[] if name in seed.alarms_without_actions else [topic_arn],
             )
             cw.set_alarm_state(AlarmName=name, StateValue=state, StateReason=f"seeded {state}")
 
@@ -278,9 +293,20 @@ def _tiny_zip() -> bytes:
     return buf.getvalue()
 
 
-def _marker_line(marker: str, at: datetime, rng: random.Random) -> str:
+def _marker_line(marker: str, at: datetime, rng: random.Random, *, as_json: bool = False) -> str:
     rid = uuid.UUID(int=rng.getrandbits(128))
+    if as_json:
+        return json.dumps({"level": "INFO", "event": marker, "token_kind": "offline", "expires_in_s": 86399})
     return f"[INFO]\t{at:%Y-%m-%dT%H:%M:%S.%f}Z\t{rid}\t{marker} token_kind=offline expires_in_s=86399"
+
+
+def _failure_lines(marker: str, rng: random.Random) -> list[str]:
+    """A failed refresh as a worker might log it: each line contains the marker, neither is its event."""
+    rid = uuid.UUID(int=rng.getrandbits(128))
+    return [
+        f"[ERROR]\t{rid}\t{marker}=false status=401 retry_in_s=300",
+        json.dumps({"level": "ERROR", "event": "shopify_token_refresh_failed", marker: False, "status": 401}),
+    ]
 
 
 def _unrelated_lines(count: int, now: datetime, rng: random.Random) -> Iterable[tuple[int, str]]:

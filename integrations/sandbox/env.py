@@ -13,16 +13,19 @@ import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Literal
 
 from integrations.sandbox.aws import AwsSandbox, AwsSeed
 from integrations.sandbox.github import GitHubFake
+from integrations.sandbox.iam import IamFake
 from integrations.sandbox.openai import OpenAIFake
 from integrations.sandbox.richpanel import RichpanelFake
 from integrations.sandbox.shopify import ShopifyFake
 from integrations.sandbox.slack import SlackFake
+from integrations.sandbox.worker import InsightsStall, Lever, SimulatedWorker, WorkerFaults
 
 REPO = "acme/rp-mw"
 PR_NUMBER = 7
@@ -48,6 +51,7 @@ SECRET_NAMES = (
     "openai_api_key",
     "shopify_admin_api_token",
 )
+OUTBOUND_ENV_KEY = "RICHPANEL_OUTBOUND_ENABLED"  # the `lambda_env` form's key (the map's default)
 ALARM_KINDS = ("shopify-429s", "worker-error-rate", "openai-failures", "token-refresh-errors")
 
 
@@ -62,6 +66,22 @@ class Scenario:
     alarm_actions_enabled: bool = True
     config_account_id: str = MOTO_ACCOUNT_ID  # a different id plays "wrong AWS account"
     unrelated_log_lines: int = 50
+    # the outbound lever the map names: an SSM parameter, or a key of the worker's environment
+    outbound_flag: Literal["ssm_parameter", "lambda_env"] = "ssm_parameter"
+    outbound_enabled: bool | None = False  # the lever's value; None: the parameter or key does not exist
+    alarms_without_actions: tuple[str, ...] = ()  # kinds whose AlarmActions is empty
+    refresh_marker_json: bool = False  # the worker logs its refresh successes as JSON lines
+    refresh_failure_age_hours: float | None = None  # a failed refresh logged this long ago (mentions the marker)
+    shop_answers_as: str | None = None  # the Shopify fake answers for this shop instead of the env's
+    openai_models: tuple[str, ...] | None = None  # what GET /v1/models lists (None: the fake's default)
+    # the simulated Order Status worker (integrations/sandbox/worker.py) and the rule that feeds it
+    rule_enabled: bool = False  # Richpanel's automation rule at start; a person flips it: env.set_rule(...)
+    worker_log_format: Literal["text", "json"] = "text"
+    worker_faults: WorkerFaults = field(default_factory=WorkerFaults)  # copied per env: flip env.worker.faults
+    worker_interval_s: float = 0.25  # a background Invocations datapoint this often while the rule is enabled
+    # the IAM policy simulator's answer for calls that name this env's resources (others: allowed)
+    iam_decision: Literal["allowed", "implicitDeny", "explicitDeny", "refuse"] = "allowed"
+    iam_actions: tuple[str, ...] = ()  # the actions iam_decision applies to (empty: every action)
 
 
 @dataclass
@@ -76,9 +96,22 @@ class EnvSandbox:
     richpanel: RichpanelFake
     openai: OpenAIFake
     pii: tuple[str, ...]  # strings that must never appear in any output
+    worker: SimulatedWorker | None = None  # started with the sandbox
 
     def secret_id(self, name: str) -> str:
         return f"rp-mw/{self.name}/{name}"
+
+    @property
+    def function_name(self) -> str:
+        return f"rp-mw-{self.name}-worker"
+
+    @property
+    def log_group(self) -> str:
+        return f"/aws/lambda/rp-mw-{self.name}-worker"
+
+    def set_rule(self, *, enabled: bool, by: str | None = None) -> None:
+        """A person enables or pauses the Richpanel automation rule that feeds the worker."""
+        self.richpanel.set_rule(enabled=enabled, by=by)
 
     @property
     def fakes(self) -> tuple[ShopifyFake, RichpanelFake, OpenAIFake]:
@@ -116,15 +149,20 @@ class Sandbox:
         self.envs: dict[str, EnvSandbox] = {}
         self._ssm_seeding: threading.Thread | None = None
         self._saved_environ: dict[str, str | None] = {}
+        self.iam = IamFake()  # moto has no SimulatePrincipalPolicy; every other IAM call passes through to moto
 
     def start(self) -> Sandbox:
         self.aws.start()
+        self.iam.upstream_url = self.aws.endpoint_url
+        self.iam.start()
+        self.aws.wrap_app(lambda app: InsightsStall(app, self._insights_stalled))
         self.github.start()
         self.slack.start()
         self.github.add_pr(PR_NUMBER, PR_BRANCH)
         self._apply_environ(
             {
                 **self.aws.env(),
+                "AWS_ENDPOINT_URL_IAM": self.iam.url,
                 "GITHUB_API_URL": self.github.url,
                 "GITHUB_TOKEN": self.github_token,
                 "SLACK_API_URL": self.slack.url + "/api/",
@@ -136,8 +174,9 @@ class Sandbox:
         for name, scenario in self.scenarios.items():
             self.envs[name] = env = self._start_env(name, scenario)
             self.aws.seed(self._aws_seed(env), now=now)
-        # moto's first SSM call costs about 1 s (it loads EC2 data) and /preflight never reads the
-        # outbound flag: seed it in the background; `wait_until_seeded()` before relying on it.
+            self._start_worker(env)
+        # moto's first SSM call costs about 1 s (it loads EC2 data): seed the outbound flags in the
+        # background; `config_toml()` waits for it (preflight reads them), as does `wait_until_seeded()`.
         self._ssm_seeding = threading.Thread(target=self._seed_outbound_flags, name="sandbox-ssm", daemon=True)
         self._ssm_seeding.start()
         self.set_latency(self.latency_s)
@@ -149,14 +188,32 @@ class Sandbox:
 
     def _seed_outbound_flags(self) -> None:
         ssm = self.aws.client("ssm")
-        for name in self.envs:
-            ssm.put_parameter(Name=f"/rp-mw/{name}/outbound_enabled", Value="false", Type="String", Overwrite=True)
+        for env in list(self.envs.values()):
+            _seed_outbound_flag(ssm, env)
+
+    def add_env(self, name: str, scenario: Scenario) -> EnvSandbox:
+        """One more environment on the running sandbox (own fakes, own AWS resources); write the config again."""
+        if name in self.envs:
+            raise ValueError(f"environment {name} exists already")
+        self.wait_until_seeded()
+        self.scenarios = {**self.scenarios, name: scenario}
+        self.envs[name] = env = self._start_env(name, scenario)
+        self.aws.seed(self._aws_seed(env), now=datetime.now(UTC))
+        _seed_outbound_flag(self.aws.client("ssm"), env)
+        self._start_worker(env)
+        for fake in env.fakes:
+            fake.latency_s = self.aws.latency_s
+        return env
 
     def stop(self) -> None:
         self.wait_until_seeded()
         for env in self.envs.values():
+            if env.worker is not None:
+                env.worker.stop()
+        for env in self.envs.values():
             for fake in env.fakes:
                 fake.stop()
+        self.iam.stop()
         self.github.stop()
         self.slack.stop()
         self.aws.stop()
@@ -172,6 +229,41 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _start_worker(self, env: EnvSandbox) -> None:
+        sc = env.scenario
+        if sc.outbound_flag == "lambda_env":
+            lever = Lever(lambda_env=OUTBOUND_ENV_KEY)
+        else:
+            lever = Lever(ssm_parameter=outbound_parameter(env.name))
+        env.worker = SimulatedWorker(
+            endpoint_url=self.aws.endpoint_url,
+            region=REGION,
+            function_name=env.function_name,
+            log_group=env.log_group,
+            lever=lever,
+            richpanel=env.richpanel,
+            bot_agent_id=env.secrets["richpanel_bot_agent_id"],
+            faults=replace(sc.worker_faults),
+            log_format=sc.worker_log_format,
+            invocation_interval_s=sc.worker_interval_s,
+            ready=self.wait_until_seeded,
+        ).start()
+        if sc.rule_enabled:
+            env.set_rule(enabled=True, by="sandbox")
+        if sc.iam_decision != "allowed":
+            self.iam.set_rule(sc.iam_decision, actions=sc.iam_actions, resources=self.env_resources(env))
+
+    def env_resources(self, env: EnvSandbox) -> tuple[str, ...]:
+        """Names that identify this env's AWS resources in an ARN (for the IAM simulator's per-env rules)."""
+        alarms = tuple(f"rp-mw-{env.name}-{k}" for k in ALARM_KINDS)
+        return (env.function_name, env.log_group, outbound_parameter(env.name), f"rp-mw/{env.name}/", *alarms)
+
+    def _insights_stalled(self, log_groups: list[str]) -> bool:
+        return any(
+            env.worker is not None and env.worker.faults.insights_running and env.log_group in log_groups
+            for env in list(self.envs.values())
+        )
 
     def set_latency(self, seconds: float) -> None:
         """The same delay on every upstream, AWS included (for the benches)."""
@@ -197,10 +289,11 @@ class Sandbox:
         shop_domain = f"rp-mw-{name}.myshopify.com"
         owner_email = f"owner.{secrets.token_hex(3)}@example.com"
         customer_phone = f"+1 (555) {secrets.randbelow(900) + 100}-{secrets.randbelow(9000) + 1000}"
-        shopify = ShopifyFake(shop_domain, f"Order Status {name}", {values["shopify_admin_api_token"]})
+        answers_as = scenario.shop_answers_as or shop_domain
+        shopify = ShopifyFake(answers_as, f"Order Status {name}", {values["shopify_admin_api_token"]})
         shopify.start()
         richpanel = RichpanelFake(values["richpanel_api_key"]).start()
-        openai = OpenAIFake(values["openai_api_key"]).start()
+        openai = OpenAIFake(values["openai_api_key"], models=scenario.openai_models).start()
         return EnvSandbox(
             name=name,
             scenario=scenario,
@@ -215,6 +308,11 @@ class Sandbox:
     def _aws_seed(self, env: EnvSandbox) -> AwsSeed:
         sc = env.scenario
         flags = {**HEALTHY_FLAGS, "SHOPIFY_SHOP_DOMAIN": env.shop_domain}
+        if sc.outbound_flag == "lambda_env":
+            if sc.outbound_enabled is None:
+                flags.pop(OUTBOUND_ENV_KEY, None)
+            else:
+                flags[OUTBOUND_ENV_KEY] = "true" if sc.outbound_enabled else "false"
         for key, value in sc.flag_overrides.items():
             if value is None:
                 flags.pop(key, None)
@@ -232,12 +330,16 @@ class Sandbox:
             refresh_age_hours=sc.refresh_age_hours,
             alarms={f"rp-mw-{env.name}-{k}": sc.alarm_states.get(k, "OK") for k in ALARM_KINDS},
             alarm_actions_enabled=sc.alarm_actions_enabled,
+            alarms_without_actions=tuple(f"rp-mw-{env.name}-{k}" for k in sc.alarms_without_actions),
+            refresh_marker_json=sc.refresh_marker_json,
+            refresh_failure_age_hours=sc.refresh_failure_age_hours,
             ssm_flag=None,  # seeded in the background: see start()
             unrelated_log_lines=sc.unrelated_log_lines,
         )
 
     # --- the environment map ---------------------------------------------------------------
     def config_toml(self, *, evidence_dir: str = "evidence", extra_top: str = "") -> str:
+        self.wait_until_seeded()  # the map is the way in: once it exists, the world it describes does
         q = json.dumps  # TOML basic strings are JSON-compatible for these values
         lines = [
             f"evidence_dir = {q(evidence_dir)}",
@@ -261,7 +363,7 @@ class Sandbox:
                 'refresh_marker = "shopify_token_refresh_success"',
                 "refresh_max_age_hours = 8",
                 f"alarms = [{alarms}]",
-                f'outbound_flag = {{ ssm_parameter = "/rp-mw/{name}/outbound_enabled" }}',
+                _outbound_flag_line(env),
                 'internal_test_address = "cutover-canary@example.com"',
                 f"runners = [{q(RUNNERS_GROUP)}]",
                 f"approvers = [{q(MANAGER)}]",
@@ -280,6 +382,24 @@ class Sandbox:
         path = Path(directory) / "cutover.sandbox.toml"
         path.write_text(self.config_toml(**kwargs), encoding="utf-8")
         return path
+
+
+def _outbound_flag_line(env: EnvSandbox) -> str:
+    if env.scenario.outbound_flag == "lambda_env":
+        return f'outbound_flag = {{ lambda_env = "{OUTBOUND_ENV_KEY}" }}'
+    return f'outbound_flag = {{ ssm_parameter = "{outbound_parameter(env.name)}" }}'
+
+
+def outbound_parameter(name: str) -> str:
+    """The SSM parameter an environment's map names as its outbound lever (the `ssm_parameter` form)."""
+    return f"/rp-mw/{name}/outbound_enabled"
+
+
+def _seed_outbound_flag(ssm: Any, env: EnvSandbox) -> None:
+    sc = env.scenario
+    if sc.outbound_flag == "ssm_parameter" and sc.outbound_enabled is not None:
+        value = "true" if sc.outbound_enabled else "false"
+        ssm.put_parameter(Name=outbound_parameter(env.name), Value=value, Type="String", Overwrite=True)
 
 
 @contextmanager

@@ -19,11 +19,17 @@ class OpenAIFake(FakeUpstream):
     def __enter__(self) -> Self:
         return self.start()
 
-    def __init__(self, api_key: str = "sk-sandbox") -> None:
+    def __init__(self, api_key: str = "sk-sandbox", models: tuple[str, ...] | list[str] | None = None) -> None:
         super().__init__()
         self.api_key = api_key
-        self.models = list(MODELS)
+        self._initial_models = MODELS if models is None else tuple(models)
+        self.models = list(self._initial_models)  # what GET /v1/models lists; empty plays a key that sees no models
         self.route("GET", r"/v1/models", self._models)
+
+    def reset(self) -> None:
+        """Faults, recorded requests and the model list back to how it was built."""
+        super().reset()
+        self.models = list(self._initial_models)
 
     @property
     def base_url(self) -> str:
