@@ -17,6 +17,8 @@ from commands.config import CutoverConfig, EnvConfig
 from commands.registry import CommandSpec, UsageError, not_built, spec
 from commands.report import utc_now
 from commands.request import RunRequest
+from commands.state import StateStore
+from commands.state.phases import why_not
 
 
 class Refused(Exception):
@@ -59,7 +61,7 @@ class GateContext:
     spec: CommandSpec
     env: EnvConfig
     authorizer: Authorizer
-    store: object | None = None  # commands.state's StateStore, once the command needs state
+    store: StateStore | None = None
     now: datetime = field(default_factory=utc_now)
 
 
@@ -71,8 +73,14 @@ def _requester_may_run(ctx: GateContext) -> str | None:
     return None if decision.allowed else decision.message
 
 
-# Policy rules in order; the phase, approval and lock issues add theirs here.
-RULES: list[tuple[str, Rule]] = [("access", _requester_may_run)]
+def _phase_order(ctx: GateContext) -> str | None:
+    if ctx.store is None:
+        return None
+    return why_not(ctx.store, ctx.request.env, ctx.request.command, ctx.now, ctx.env.max_age_minutes)
+
+
+# Policy rules in order; the first refusal wins. (The lock is taken, not checked, in execute.)
+RULES: list[tuple[str, Rule]] = [("access", _requester_may_run), ("phase", _phase_order)]
 
 
 def admit(
@@ -80,7 +88,7 @@ def admit(
     config: CutoverConfig,
     *,
     authorizer: Authorizer,
-    store: object | None = None,
+    store: StateStore | None = None,
     now: datetime | None = None,
     require_built: bool = True,
 ) -> GateContext:

@@ -16,7 +16,8 @@ from commands.checks import Check, Shared, Skip, Verdict, failed, passed, run_ch
 from commands.config import CutoverConfig, EnvConfig, SsmFlag
 from commands.redaction import REDACTOR
 from commands.report import CheckResult, Report, Status, missing_checks, new_run_id, utc_now
-from commands.request import ProgressFn, RunRequest
+from commands.request import RunRequest
+from commands.run_context import RunContext
 from integrations.aws import Aws, CallerIdentity, SecretPresence
 from integrations.errors import UpstreamError
 from integrations.openai import OpenAIClient
@@ -457,7 +458,8 @@ def preflight_checks(ctx: PreflightContext) -> list[Check]:
     return checks
 
 
-def run_preflight(request: RunRequest, config: CutoverConfig, progress: ProgressFn) -> Report:
+def run_preflight(run: RunContext) -> Report:
+    request, config, progress = run.request, run.config, run.progress
     env = config.env(request.env)
     started = utc_now()
     ctx = PreflightContext(request, env)
@@ -472,7 +474,7 @@ def run_preflight(request: RunRequest, config: CutoverConfig, progress: Progress
     return Report(
         command="preflight",
         env=request.env,
-        run_id=request.run_id or new_run_id(),
+        run_id=run.run_id,
         started_at=started,
         finished_at=utc_now(),
         checks=results,

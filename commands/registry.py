@@ -13,17 +13,19 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from commands.report import Report
-    from commands.request import ProgressFn, RunRequest
+    from commands.request import RunRequest
 
-# The map (commands/config.py) reads this table to validate `approval_required`, so the config is
-# typed loosely here (it is a commands.config.CutoverConfig) rather than imported back.
+# The map (commands/config.py) reads this table to validate `approval_required`, so what depends on
+# the map is typed loosely here rather than imported back: a CutoverConfig, a RunContext.
 CutoverConfig = Any
+RunContext = Any
 
 
 class CommandRunner(Protocol):
-    """One per command (commands/preflight.py, ...): runs it and returns the report, nothing else."""
+    """One per command (commands/preflight.py, ...): runs it and returns the report, nothing else.
+    The context (commands/run_context.py) holds the request, the env, the store and the lock."""
 
-    def __call__(self, request: RunRequest, config: CutoverConfig, progress: ProgressFn) -> Report: ...
+    def __call__(self, run: RunContext) -> Report: ...
 
 
 class Planner(Protocol):
