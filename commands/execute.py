@@ -108,6 +108,8 @@ def execute(
                 pr=request.pr,
             )
         )
+        for step in request.confirmations:  # the CLI's --confirm: recorded as the OS user, before the run asks
+            store.record_confirmation(request.env, run.run_id, step, request.requested_by, request.surface)
         try:
             report = gate.spec.load_runner()(run)
         except BaseException:

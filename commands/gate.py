@@ -79,8 +79,17 @@ def _phase_order(ctx: GateContext) -> str | None:
     return why_not(ctx.store, ctx.request.env, ctx.request.command, ctx.now, ctx.env.max_age_minutes)
 
 
+def _command_precondition(ctx: GateContext) -> str | None:
+    check = ctx.spec.load_precondition()
+    return check(ctx) if check is not None else None
+
+
 # Policy rules in order; the first refusal wins. (The lock is taken, not checked, in execute.)
-RULES: list[tuple[str, Rule]] = [("access", _requester_may_run), ("phase", _phase_order)]
+RULES: list[tuple[str, Rule]] = [
+    ("access", _requester_may_run),
+    ("phase", _phase_order),
+    ("precondition", _command_precondition),
+]
 
 
 def admit(

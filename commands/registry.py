@@ -8,6 +8,7 @@ Runners are named as "module:function" and imported when a command runs, so list
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -50,6 +51,9 @@ class CommandSpec:
     urgent: bool = False  # never queued behind other runs, never refused for capacity, any channel
     approvable: bool = False  # may need a manager's approval (per env: `approval_required`)
     deadline_s: float = 15 * 60  # a run past this is stuck and is stopped
+    # "module:function" taking the gate's context, answering None or a refusal: checks of the live
+    # world this command needs before anything changes (canary: the outbound lever is off now).
+    precondition: str | None = None
 
     @property
     def available(self) -> bool:
@@ -59,6 +63,9 @@ class CommandSpec:
         if self.runner is None:
             raise UsageError(not_built(self.name))
         return _load(self.runner)
+
+    def load_precondition(self) -> Callable[[Any], str | None] | None:
+        return _load(self.precondition) if self.precondition else None
 
     def load_planner(self) -> Planner:
         if self.planner is None:

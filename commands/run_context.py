@@ -14,7 +14,7 @@ from commands.checks import Skip, Verdict
 from commands.config import CutoverConfig, EnvConfig
 from commands.report import CheckResult, Report, Status, utc_now
 from commands.request import ProgressFn, RunRequest
-from commands.state import Lease, LockLost, StateError, StateStore
+from commands.state import Confirmation, Lease, LockLost, StateError, StateStore
 from integrations.errors import UpstreamError
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,42 @@ class RunContext:
         holder = self.store.lock_holder(self.request.env)
         self._lost = f"preempted by {holder.holder.describe()}" if holder else "its lock expired"
         return self._lost
+
+    # --- person-steps: things a person does in a UI the bot cannot drive (Richpanel's rules) ---------
+    def request_confirmation(self, step: str, prompt: str) -> None:
+        """Ask the requester to do `step` and confirm it: surfaces show a button (Slack) or the
+        `--confirm` flag to use (CLI). The progress line carries `awaiting` so a surface knows."""
+        self.progress(
+            CheckResult(
+                name=step,
+                status=Status.WARN,
+                detail=f"waiting for a person: {prompt}",
+                data={"awaiting": step, "run_id": self.run_id, "env": self.request.env, "prompt": prompt},
+            )
+        )
+
+    def confirmation(self, step: str) -> Confirmation | None:
+        try:
+            return self.store.confirmation(self.run_id, step)
+        except StateError:
+            log.exception("reading the %s confirmation failed", step)
+            return None
+
+    def wait_for_confirmation(
+        self, step: str, prompt: str, timeout_s: float, *, poll_s: float = 0.2
+    ) -> Confirmation | None:
+        """The confirmation, or None when none came within `timeout_s` (or the run was preempted)."""
+        found = self.confirmation(step)
+        if found is not None:
+            return found
+        self.request_confirmation(step, prompt)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+            found = self.confirmation(step)
+            if found is not None or self.preempted():
+                return found
+        return None
 
     def audit(self, action: str, detail: str = "", *, actor: str | None = None) -> None:
         try:
