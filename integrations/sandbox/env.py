@@ -338,12 +338,14 @@ class Sandbox:
         )
 
     # --- the environment map ---------------------------------------------------------------
-    def config_toml(self, *, evidence_dir: str = "evidence", extra_top: str = "") -> str:
+    def config_toml(
+        self, *, evidence_dir: str = "evidence", extra_top: str = "", state: str = "sqlite:///cutover-sandbox.db"
+    ) -> str:
         self.wait_until_seeded()  # the map is the way in: once it exists, the world it describes does
         q = json.dumps  # TOML basic strings are JSON-compatible for these values
         lines = [
             f"evidence_dir = {q(evidence_dir)}",
-            'state = "sqlite:///cutover-sandbox.db"',
+            f"state = {q(state)}",
             'executor = "local"',
             extra_top,
             "[github]",
@@ -379,7 +381,9 @@ class Sandbox:
         return "\n".join(lines) + "\n"
 
     def write_config(self, directory: Path | str, **kwargs: str) -> Path:
+        """The map in `directory`, with its state store beside it (each map its own phases and locks)."""
         path = Path(directory) / "cutover.sandbox.toml"
+        kwargs.setdefault("state", f"sqlite:///{(Path(directory) / 'cutover-state.db').resolve()}")
         path.write_text(self.config_toml(**kwargs), encoding="utf-8")
         return path
 
