@@ -38,12 +38,35 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Minutes = Annotated[float, Field(gt=0, le=24 * 60)]  # fractional: 0.1 is 6 s (tests and the demo run short)
+
+
 class SsmFlag(_Strict):
     ssm_parameter: str
+    propagation_seconds: float = Field(300, ge=0, le=3600)  # how long the worker may keep an old value cached
 
 
 class LambdaEnvFlag(_Strict):
     lambda_env: str = "RICHPANEL_OUTBOUND_ENABLED"
+    propagation_seconds: float = Field(300, ge=0, le=3600)
+
+
+class CanarySettings(_Strict):
+    processed_marker: str = "order_status_processed"  # logged with ticket_id=<id> per handled ticket
+    outbound_marker: str = "outbound_message_sent"  # logged with ticket_id=<id> when a customer is contacted
+    timeout_minutes: Minutes = 10  # wait this long for the processed line
+    confirm_timeout_minutes: Minutes = 15  # wait this long for a person's confirmation
+
+
+class WatchSettings(_Strict):
+    minutes: Minutes = 15  # watch the alarms and the worker's Errors this long after enable-outbound
+    poll_seconds: float = Field(10, gt=0, le=600)
+    insufficient_data: Literal["warn", "fail"] = "warn"
+    max_errors: int = Field(0, ge=0)  # the worker's Errors summed over the watch above this rolls back
+
+
+class RollbackSettings(_Strict):
+    quiet_minutes: Minutes = 5  # no worker invocations for this long proves the stop
 
 
 class Endpoints(_Strict):
@@ -67,8 +90,8 @@ class HttpTarget(_Strict):
 
 
 class MaxAges(_Strict):
-    preflight: int = Field(60, gt=0)
-    canary: int = Field(60, gt=0)
+    preflight: Minutes = 60
+    canary: Minutes = 60
 
 
 class ShopifySettings(_Strict):
@@ -101,6 +124,10 @@ class EnvConfig(_Strict):
     approvers: list[SlackId] = Field(default_factory=list)
     approval_required: list[str] = Field(default_factory=lambda: ["canary", "enable-outbound"])
     max_age_minutes: MaxAges = Field(default_factory=MaxAges)
+    approval_ttl_minutes: Minutes = 30  # an approval request expires
+    canary: CanarySettings = Field(default_factory=CanarySettings)
+    watch: WatchSettings = Field(default_factory=WatchSettings)
+    rollback: RollbackSettings = Field(default_factory=RollbackSettings)
     secrets: dict[str, str]
     endpoints: Endpoints = Field(default_factory=Endpoints)
     richpanel_http_target: HttpTarget | None = None

@@ -82,6 +82,8 @@ class Scenario:
     # the IAM policy simulator's answer for calls that name this env's resources (others: allowed)
     iam_decision: Literal["allowed", "implicitDeny", "explicitDeny", "refuse"] = "allowed"
     iam_actions: tuple[str, ...] = ()  # the actions iam_decision applies to (empty: every action)
+    # the map's cutover keys for this env (None: the map's default, canary and enable-outbound)
+    approval_required: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -371,6 +373,21 @@ class Sandbox:
                 f"approvers = [{q(MANAGER)}]",
                 "check_timeout_s = 5",
                 "http_timeout_s = 2",
+                # The cutover's waits, short on the sandbox (the real defaults are minutes).
+                "approval_ttl_minutes = 2",
+                *(
+                    [f"approval_required = [{', '.join(q(c) for c in env.scenario.approval_required)}]"]
+                    if env.scenario.approval_required is not None
+                    else []
+                ),
+                f"[envs.{name}.canary]",
+                "timeout_minutes = 0.25",
+                "confirm_timeout_minutes = 0.5",
+                f"[envs.{name}.watch]",
+                "minutes = 0.1",
+                "poll_seconds = 0.5",
+                f"[envs.{name}.rollback]",
+                "quiet_minutes = 0.05",
                 f"[envs.{name}.secrets]",
                 *(f"{n} = {q(env.secret_id(n))}" for n in SECRET_NAMES),
                 f"[envs.{name}.endpoints]",
@@ -389,9 +406,10 @@ class Sandbox:
 
 
 def _outbound_flag_line(env: EnvSandbox) -> str:
+    # The sandbox's worker reads the lever on every ticket: nothing to wait for but a moment.
     if env.scenario.outbound_flag == "lambda_env":
-        return f'outbound_flag = {{ lambda_env = "{OUTBOUND_ENV_KEY}" }}'
-    return f'outbound_flag = {{ ssm_parameter = "{outbound_parameter(env.name)}" }}'
+        return f'outbound_flag = {{ lambda_env = "{OUTBOUND_ENV_KEY}", propagation_seconds = 0.5 }}'
+    return f'outbound_flag = {{ ssm_parameter = "{outbound_parameter(env.name)}", propagation_seconds = 0.5 }}'
 
 
 def outbound_parameter(name: str) -> str:
