@@ -6,6 +6,7 @@ The app under test is the real Bolt app from `bot.slack.app`, served over HTTP o
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 import uuid
@@ -65,8 +66,9 @@ def _env(runners: Sequence[str]) -> dict[str, Any]:
 
 
 def make_config(runners: Sequence[str] = (ALICE, GROUP)) -> CutoverConfig:
+    state = f"sqlite:///{Path(tempfile.mkdtemp(prefix='cutover-state-')) / 'state.db'}"  # each app its own store
     return CutoverConfig.model_validate(
-        {"slack": {"channel": CHANNEL}, "envs": {"prod": _env(runners), "dev": _env(runners)}}
+        {"state": state, "slack": {"channel": CHANNEL}, "envs": {"prod": _env(runners), "dev": _env(runners)}}
     )
 
 

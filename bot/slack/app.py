@@ -28,6 +28,7 @@ from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
 from bot.execution.admission import RunQueue, guarded
+from bot.slack import person_steps
 from bot.slack.access import GroupCache, GroupLookup, slack_group_lookup
 from bot.slack.args import ArgsError, parse_command_text, usage
 from bot.slack.blocks import escape, notice_blocks, progress_blocks, result_blocks, started_blocks
@@ -186,6 +187,7 @@ class CutoverBot:
         for command in COMMANDS:
             app.command(f"/{command}")(self._on_run_command)
         app.command("/cutover")(self._on_cutover)
+        person_steps.register(app, self)
         return app
 
     # --- listeners (these must stay fast: they answer Slack's 3 s deadline) ----------
@@ -278,7 +280,13 @@ class CutoverBot:
 
         def progress(check: CheckResult) -> None:
             with done_lock:
-                done.append(check)
+                # A step reports more than once (waiting for a person, then its verdict; a watch's
+                # time left): the newest line of each step replaces the earlier one in place.
+                same = next((i for i, c in enumerate(done) if c.name == check.name), None)
+                if same is None:
+                    done.append(check)
+                else:
+                    done[same] = check
                 snapshot: Sequence[CheckResult] = list(done)
             live.maybe_update(
                 lambda: progress_blocks(

@@ -9,6 +9,7 @@ blocks in all (`msg_blocks_too_long` has been seen at about 13k).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +66,8 @@ def progress_blocks(
     head = f"{title(command)} {env} started by <@{user}>{_qualifiers(pr, dry_run)}"
     counts = f"{len(done)} checks done" + (f", {failed} not passing" if failed else "") + f" · {elapsed_s:.1f} s"
     blocks = [_section(f"{IN_PROGRESS} *{escape_keep_mentions(head)}*"), _context(counts)]
-    blocks += _check_blocks(failing_first(done), reserve=1)
+    buttons = person_step_buttons(done)
+    blocks += _check_blocks(failing_first(done), reserve=1 + len(buttons)) + buttons
     return _final(f"{head}: {counts}", blocks)
 
 
@@ -86,8 +88,33 @@ def result_blocks(outcome: Outcome, *, user: str | None = None, redactor: Redact
     foot = [_context(_evidence_line(outcome.evidence, redactor), f"{report.duration_s:.1f} s · run `{report.run_id}`")]
     if next_step:
         foot.append(_context(next_step.format(env=report.env)))
-    blocks = head + _check_blocks(report.failing_first(), reserve=len(head) + len(foot), redactor=redactor) + foot
+    buttons = person_step_buttons(report.checks)
+    reserve = len(head) + len(foot) + len(buttons)
+    blocks = head + _check_blocks(report.failing_first(), reserve=reserve, redactor=redactor) + buttons + foot
     return _final(summary, blocks, redactor)
+
+
+CONFIRM_ACTION = "cutover_confirm_step"
+
+
+def person_step_buttons(checks: Sequence[CheckResult]) -> list[dict[str, Any]]:
+    """A button for each step that waits for a person (data["awaiting"]): "I did it". The value
+    names the run and the step only; who clicked is checked and recorded when the click comes."""
+    blocks = []
+    for check in checks:
+        step = check.data.get("awaiting") if check.status == Status.WARN else None
+        if not step:
+            continue
+        value = json.dumps({"run": check.data.get("run_id"), "env": check.data.get("env"), "step": step})
+        button = {
+            "type": "button",
+            "action_id": CONFIRM_ACTION,
+            "text": {"type": "plain_text", "text": f"Done: {step}"[:75]},
+            "style": "primary",
+            "value": value[:2000],
+        }
+        blocks.append({"type": "actions", "block_id": f"confirm:{step}"[:255], "elements": [button]})
+    return blocks
 
 
 def in_progress(blocks: list[dict[str, Any]]) -> bool:
