@@ -27,3 +27,4 @@ bench: venv
 	$(PY) bench/ack.py
 	$(PY) bench/github_calls.py
 	$(PY) bench/startup.py
+	$(PY) bench/redaction.py

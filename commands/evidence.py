@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from commands import render
-from commands.redaction import REDACTOR, Redactor
+from commands.redaction import REDACTOR, Redactor, redact_and_clip
 from commands.report import Report
 
 TOOL_VERSION = "0.1.0"
@@ -89,7 +89,8 @@ def verify_bundle(path: Path | str) -> list[str]:
     for name, meta in listed.items():
         # Only plain names inside the bundle: "../x" or "/etc/passwd" would verify files it does not own.
         if not isinstance(name, str) or Path(name).name != name or name in (".", "..") or not isinstance(meta, dict):
-            raise ManifestUnusable(f"{path / MANIFEST}: entry {str(name)[:80]!r} is not a file name inside the bundle")
+            said = redact_and_clip(str(name), 80)
+            raise ManifestUnusable(f"{path / MANIFEST}: entry {said!r} is not a file name inside the bundle")
     problems = []
     for name, meta in sorted(listed.items()):
         file = path / name

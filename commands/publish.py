@@ -50,6 +50,7 @@ STATUS_DESCRIPTION_LIMIT = 140
 HISTORY_START = "<!-- cutover:history -->"
 HISTORY_END = "<!-- /cutover:history -->"
 PENDING_DETAIL = "GitHub unavailable: evidence queued, will retry"
+QUEUED_DETAIL = "evidence queued without waiting on GitHub (sent in the background)"
 JOB_VERSION = 1
 PR_LOCK_TIMEOUT_S = 120.0  # how long a run waits for another run's evidence on the same PR
 
@@ -176,6 +177,24 @@ class GitHubPublisher:
         )
         # Claimed before it is saved, so a drainer that sees the new file leaves it to this call.
         return self._run(job["id"], new=job)
+
+    def enqueue(self, report: Report, bundle: Bundle, *, pr: int | None, keep_account_ids: bool) -> EvidenceResult:
+        """Save the job to the outbox without sending anything: an urgent command (rollback) never
+        waits on GitHub. `retry()`, the running `OutboxDrainer` or the Slack app's follow-up sends it."""
+        if pr is None:
+            return EvidenceResult(
+                "local", f"no PR given: evidence kept locally at {bundle.path}, nothing written to GitHub"
+            )
+        job = new_job(
+            report,
+            bundle,
+            pr=pr,
+            keep_account_ids=keep_account_ids,
+            evidence_dir=self.evidence_dir,
+            redactor=self.redactor,
+        )
+        self.outbox.save(job)
+        return EvidenceResult("pending", f"{QUEUED_DETAIL} for PR #{int(pr)}")
 
     def retry(self, report: Report) -> EvidenceResult:
         """One more try for this run's queued evidence (the Slack app follows a pending run with it)."""
@@ -409,7 +428,7 @@ def parse_history(body: str | None) -> list[str]:
 
 def history_line(job: Job, links: EvidenceLinks) -> str:
     icon = "✅" if job["overall_status"] == "PASS" else "❌"
-    return f"- {job['started']} {icon} {job['summary']} · [evidence]({links.folder})"[:HISTORY_LINE_LIMIT]
+    return f"- {job['started']} {icon} {job['summary']} · [evidence]({links.folder})"
 
 
 def add_history(

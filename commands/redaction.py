@@ -217,7 +217,7 @@ ACCOUNT_ID = re.compile(r"(?:(?<![\w.])|(?<=\\[nrt]))\d{12}(?!\w|\.\d)")
 # decoded text held anything to hide. The look-behind makes each chunk one attempt (linear time).
 _ENCODED_CHUNK = re.compile(r"(?<!\S)\S*?%[0-9A-Fa-f]{2}\S*+")
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
-_MARK = re.compile(r"\[REDACTED:[^\[\]\s]{1,200}\]")  # already hidden: left as it is (redacting is idempotent)
+_MARK = re.compile(r"\[REDACTED:[^\[\]\s]{1,200}\]")  # already hidden (text redacted twice): kept as it is
 _URL_DECODE_ROUNDS = 3  # %2540 is "@" encoded twice; three rounds cover what proxies and SDKs do
 
 
@@ -350,8 +350,6 @@ class Redactor:
                 if spans[i][2] < rank:
                     rank, label = spans[i][2], spans[i][3]
                 i += 1
-            if start < done:  # cannot happen after merging; kept for safety
-                start = done
             piece = text[start:end]
             out.append(text[done:start])
             out.append(piece if _MARK.fullmatch(piece) else f"[REDACTED:{label}]")

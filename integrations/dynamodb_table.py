@@ -23,7 +23,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
-from integrations.errors import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S, UpstreamError
+from integrations.errors import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S, UPSTREAM_TEXT_MAX, UpstreamError
 
 _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
@@ -206,7 +206,7 @@ class DynamoTable:
             if code in ("TransactionConflictException", "TransactionInProgressException"):
                 raise TransactionConflict(code) from None
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            message = str(exc.response.get("Error", {}).get("Message", ""))[:300]
+            message = str(exc.response.get("Error", {}).get("Message", ""))[:UPSTREAM_TEXT_MAX]
             raise UpstreamError(
                 "aws", f"{api} {self.name}", _reason(code, message), status_code=status, code=code
             ) from exc
@@ -381,7 +381,7 @@ class DynamoTable:
 
     def _raise(self, exc: ClientError, api: str) -> None:
         code = str(exc.response.get("Error", {}).get("Code", ""))
-        message = str(exc.response.get("Error", {}).get("Message", ""))[:300]
+        message = str(exc.response.get("Error", {}).get("Message", ""))[:UPSTREAM_TEXT_MAX]
         raise UpstreamError("aws", f"{api} {self.name}", _reason(code, message), code=code) from exc
 
 

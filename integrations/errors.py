@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Upstream text is only bounded here (a size guard): it is redacted in commands/ and cut after that,
+# since a secret cut in half before redaction would no longer match.
+UPSTREAM_TEXT_MAX = 4000
+
 
 @dataclass(eq=False)
 class UpstreamError(Exception):

@@ -31,7 +31,7 @@ from github.IssueComment import IssueComment
 from github.Repository import Repository
 from urllib3.util.retry import Retry
 
-from integrations.errors import DEFAULT_READ_TIMEOUT_S, UpstreamError
+from integrations.errors import DEFAULT_READ_TIMEOUT_S, UPSTREAM_TEXT_MAX, UpstreamError
 
 DEFAULT_BASE_URL = "https://api.github.com"
 COMMENT_LIMIT = 65_536  # GitHub answers 422 past this many characters
@@ -366,7 +366,7 @@ class GitHubEvidence:
 def _http_error(action: str, exc: GithubException, not_found: str | None) -> UpstreamError:
     status = exc.status
     data = exc.data if isinstance(exc.data, dict) else {}
-    message = str(data.get("message") or "")[:200]
+    message = str(data.get("message") or "")[:UPSTREAM_TEXT_MAX]
     headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
     retry_after = _retry_after(headers)
     if status == 429 or isinstance(exc, RateLimitExceededException) or "rate limit" in message.lower():

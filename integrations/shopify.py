@@ -17,12 +17,12 @@ from typing import Any, Protocol
 
 import httpx
 
-from integrations.errors import DEFAULT_CONNECT_TIMEOUT_S, UpstreamError
+from integrations.errors import DEFAULT_CONNECT_TIMEOUT_S, UPSTREAM_TEXT_MAX, UpstreamError
 from integrations.http import PooledClient, json_body, new_client, send
 
 SYSTEM = "shopify"
 GRAPHQL_THROTTLE_RETRIES = 2
-_ERROR_TEXT_MAX = 200
+_ERROR_TEXT_MAX = UPSTREAM_TEXT_MAX
 
 
 class Credential(Protocol):

@@ -15,7 +15,7 @@ from commands import render
 from commands.config import CutoverConfig
 from commands.execute import EvidenceResult, RunRequest, execute
 from commands.gate import Authorizer
-from commands.redaction import REDACTOR
+from commands.redaction import REDACTOR, configure_process_logging
 from commands.registry import COMMANDS, available
 from commands.report import CheckResult
 from integrations import aws, http
@@ -38,6 +38,7 @@ def work(
     the redactor has seen this run's secret values."""
     os.environ.clear()
     os.environ.update(environ)
+    configure_process_logging()  # this process's own log redaction and token registration
     keep = request.include_aws_account_id
     try:
         publisher = publisher_for(config) if publish else None

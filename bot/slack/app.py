@@ -40,7 +40,7 @@ from commands.access import AccessPolicy, Decision, mention
 from commands.config import ConfigError, CutoverConfig, Tokens
 from commands.execute import Outcome, Publisher, RunRequest, UsageError, execute
 from commands.gate import Refused, Vouched, admit
-from commands.redaction import REDACTOR
+from commands.redaction import REDACTOR, redact_and_clip
 from commands.registry import COMMANDS, spec, title
 from commands.report import CheckResult
 
@@ -237,7 +237,8 @@ class CutoverBot:
         elif word in ("", "help"):
             _ack_ephemeral(ack, self._help_text())
         else:
-            _ack_ephemeral(ack, f"Unknown `/cutover {escape(word[:40])}`: try `/cutover help` or `/cutover status`.")
+            said = escape(redact_and_clip(word, 40))
+            _ack_ephemeral(ack, f"Unknown `/cutover {said}`: try `/cutover help` or `/cutover status`.")
 
     def _help_text(self) -> str:
         envs = self.config.envs

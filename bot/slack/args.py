@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from commands.redaction import redact_and_clip
 from commands.request import RunRequest
 
 # What a person may type for the options; anything else is named back to them.
@@ -69,5 +70,5 @@ def parse_command_text(text: str | None, *, command: str, envs: Iterable[str], r
 
 def _echo(word: str) -> str:
     """A person's word, safe to quote in mrkdwn: short, and no mention or link syntax."""
-    word = word if len(word) <= _ECHO_MAX else word[: _ECHO_MAX - 1] + "…"
+    word = redact_and_clip(word, _ECHO_MAX)  # redact, then cut: a cut secret no longer matches
     return word.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("`", "'")

@@ -15,7 +15,7 @@ from bot.terminal.runs import EXIT_FAIL, EXIT_PASS, EXIT_USAGE, Outputs, run_in_
 from commands.config import ConfigError, load_config
 from commands.evidence import ManifestUnusable, verify_bundle
 from commands.gate import Refused
-from commands.redaction import REDACTOR, install_log_redaction
+from commands.redaction import REDACTOR, install_log_redaction, redact_and_clip
 from commands.registry import COMMANDS, UsageError
 from commands.request import RunRequest, os_user
 
@@ -30,7 +30,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _positive(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or len(text) > 10 or not 0 < int(text) <= MAX_PR:
-        raise argparse.ArgumentTypeError(f"must be a positive integer up to {MAX_PR}, not {text[:20]!r}")
+        said = redact_and_clip(text, 20)
+        raise argparse.ArgumentTypeError(f"must be a positive integer up to {MAX_PR}, not {said!r}")
     return int(text)
 
 

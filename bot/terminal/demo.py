@@ -23,7 +23,7 @@ from bot.slack.compose import build_bot
 from bot.slack.wsgi import make_wsgi_app, serve_threaded
 from bot.terminal.runs import EXIT_FAIL, EXIT_PASS, make_console, run_in_terminal
 from commands.config import CutoverConfig, Tokens, load_config
-from commands.redaction import REDACTOR
+from commands.redaction import REDACTOR, configure_process_logging
 from commands.request import RunRequest, os_user
 from integrations.sandbox.env import CHANNEL, ENGINEER, PR_BRANCH, PR_NUMBER, Sandbox, Scenario
 from integrations.sandbox.http import Fault
@@ -45,6 +45,7 @@ def run_demo(console: Console | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="cutover-demo-"))
     console.print(Rule("cutover bot demo: everything below runs on 127.0.0.1"))
     with Sandbox(DEMO_ENVS) as sandbox:
+        configure_process_logging()  # the sandbox's tokens are in the environment now: register them
         # Staging's Shopify token was revoked: one refresh (re-read) and one retry, then a clear FAIL.
         sandbox.envs["staging"].shopify.inject("shop.json", Fault("status", 401))
         config = load_config(sandbox.write_config(workdir, evidence_dir=str(workdir / "evidence")))
