@@ -96,6 +96,7 @@ class ScriptedRunner:
     error: Exception | None = None
     evidence: EvidenceResult = field(default_factory=lambda: EvidenceResult("local", "no PR given: kept locally"))
     calls: list[RunRequest] = field(default_factory=list)
+    hold: threading.Event | None = None  # when given, every run waits here before it reports anything
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(
@@ -103,6 +104,8 @@ class ScriptedRunner:
     ) -> Outcome:
         with self._lock:
             self.calls.append(request)
+        if self.hold is not None:
+            self.hold.wait(30)
         if self.error is not None:
             raise self.error
         started = datetime.now(UTC)

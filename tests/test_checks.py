@@ -33,20 +33,21 @@ def test_each_way_a_check_can_end():
 
 def test_a_hung_check_fails_at_its_timeout_and_the_rest_still_report():
     release = threading.Event()
-    t0 = time.monotonic()
     results = run(
         Check("hang", lambda: release.wait(10) and passed("late")), Check("ok", lambda: passed("x")), timeout_s=0.3
     )
+    assert not release.is_set(), "the run ended while the hung check was still hanging"
     release.set()
     assert results["hang"].status == Status.FAIL and "timed out after 0.3 s" in results["hang"].detail
     assert results["ok"].status == Status.PASS
-    assert time.monotonic() - t0 < 2
 
 
 def test_checks_run_concurrently():
-    t0 = time.monotonic()
-    run(*(Check(f"c{i}", lambda: time.sleep(0.3) or passed("x")) for i in range(8)))
-    assert time.monotonic() - t0 < 0.9  # 8 x 0.3 s in sequence would be 2.4 s
+    # Eight checks that can only pass if all eight are in flight at once (run in sequence, the
+    # first would wait at the barrier until its timeout and fail).
+    barrier = threading.Barrier(8, timeout=5)
+    results = run(*(Check(f"c{i}", lambda: barrier.wait() is not None and passed("x")) for i in range(8)))
+    assert all(r.status == Status.PASS for r in results.values())
 
 
 def test_results_keep_the_given_order_and_a_broken_progress_display_loses_nothing():
