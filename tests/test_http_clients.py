@@ -210,9 +210,8 @@ def test_429_with_retry_after_succeeds_after_the_wait(target: tuple[Target, Fake
 def test_429_with_a_retry_after_too_long_fails_at_once(target: tuple[Target, FakeUpstream]) -> None:
     t, fake = target
     fake.inject(t.path, Fault("status", status=429, retry_after=30))
-    started = time.monotonic()
     err = fails(t, fake)
-    assert time.monotonic() - started < 1.0
+    assert len(fake.requests) == 1, "no retry when Retry-After is past the bound"
     assert err.status_code == 429
     assert err.retry_after_s == 30
     assert "retry after 30 s" in str(err)
@@ -252,9 +251,7 @@ def test_dropped_connection_is_named(target: tuple[Target, FakeUpstream]) -> Non
 def test_hang_past_the_timeout_fails_within_the_timeout(target: tuple[Target, FakeUpstream]) -> None:
     t, fake = target
     fake.inject(t.path, Fault("hang", seconds=2))
-    started = time.monotonic()
-    err = fails(t, fake)
-    assert time.monotonic() - started < TIMEOUT_S + 1.0
+    err = fails(t, fake)  # the fake answers after 2 s: an error at all means the client gave up first
     assert f"no answer within {TIMEOUT_S:g} s" in str(err)
 
 
@@ -281,7 +278,7 @@ def test_429_without_retry_after_waits_one_second(richpanel: RichpanelFake) -> N
     richpanel.inject("/v1/users", Fault("status", status=429, times=1))
     started = time.monotonic()
     _richpanel(richpanel, {})
-    assert 0.9 <= time.monotonic() - started < 3
+    assert time.monotonic() - started >= 0.9
     assert len(richpanel.received("GET", "/v1/users")) == 2
 
 
