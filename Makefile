@@ -23,8 +23,4 @@ lint: venv
 	$(VENV)/bin/actionlint .github/workflows/*.yml
 
 bench: venv
-	$(PY) bench/preflight.py
-	$(PY) bench/ack.py
-	$(PY) bench/github_calls.py
-	$(PY) bench/startup.py
-	$(PY) bench/redaction.py
+	$(PY) bench/run_all.py

@@ -27,6 +27,8 @@ REQUIRED_SECRETS = (
 DEFAULT_ALARM_KINDS = ("shopify-429s", "worker-error-rate", "openai-failures", "token-refresh-errors")
 
 SlackId = Annotated[str, Field(pattern=r"^[UWS][A-Z0-9]{2,}$")]  # users (U/W) and user groups (S)
+SlackUserId = Annotated[str, Field(pattern=r"^[UW][A-Z0-9]{2,}$")]  # a person, not a group
+GitHubLogin = Annotated[str, Field(pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")]
 
 
 class ConfigError(Exception):
@@ -122,6 +124,9 @@ class EnvConfig(_Strict):
     internal_test_address: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     runners: list[SlackId] = Field(default_factory=list)
     approvers: list[SlackId] = Field(default_factory=list)
+    # GitHub login -> Slack user id: who may type a command as a pull request comment (the mapped person
+    # must be a runner, and a member or collaborator with write access); also names a manual dispatcher
+    github_logins: dict[GitHubLogin, SlackUserId] = Field(default_factory=dict)
     approval_required: list[str] = Field(default_factory=lambda: ["canary", "enable-outbound"])
     max_age_minutes: MaxAges = Field(default_factory=MaxAges)
     approval_ttl_minutes: Minutes = 30  # an approval request expires
@@ -161,6 +166,10 @@ class EnvConfig(_Strict):
 class GitHubConfig(_Strict):
     repo: str | None = Field(None, pattern=r"^[\w.-]+/[\w.-]+$")
     default_pr: int | None = Field(None, gt=0)
+    # executor = "github-actions": the workflow the Slack app dispatches, and the branch it runs from
+    # (the workflow and the map come from this ref, never from a pull request's branch)
+    workflow: str = Field("cutover.yml", pattern=r"^[\w.-]+\.ya?ml$")
+    ref: str = Field("main", min_length=1, max_length=255, pattern=r"^[^\s~^:?*\[\\]+$")
 
     def repository(self) -> str | None:
         return os.environ.get("GITHUB_REPOSITORY") or self.repo

@@ -1,4 +1,5 @@
-"""Evidence bundles: report.json, report.md and a SHA-256 manifest, redacted before they touch the disk."""
+"""Evidence bundles: report.json, report.md (and extra proof such as chart.png) and a SHA-256 manifest,
+redacted before they touch the disk."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import json
 import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from commands.report import Report
 
 TOOL_VERSION = "0.1.0"
 MANIFEST = "manifest.json"
+_RENDERED = ("report.json", "report.md", MANIFEST)  # names an extra file cannot take
 
 
 @dataclass(frozen=True)
@@ -30,14 +33,31 @@ class Bundle:
         return self.path.name
 
 
-def render_files(report: Report, *, redactor: Redactor = REDACTOR, keep_account_ids: bool = False) -> dict[str, bytes]:
-    """The bundle's files, each redacted as rendered; the manifest hashes the redacted bytes."""
+def render_files(
+    report: Report,
+    *,
+    redactor: Redactor = REDACTOR,
+    keep_account_ids: bool = False,
+    extra_files: Mapping[str, bytes] | None = None,
+) -> dict[str, bytes]:
+    """The bundle's files, each redacted as rendered; the manifest hashes the redacted bytes.
+
+    `extra_files` (name -> bytes, e.g. `chart.png`) join the bundle and its manifest: a text file is
+    redacted like the rest, a binary one is taken as given (its maker keeps it free of identifiers).
+    """
     clean = render.redacted(report, keep_account_ids=keep_account_ids, redactor=redactor)
     as_json = json.dumps(clean.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
     files = {
         "report.json": redactor.redact(as_json, keep_account_ids=keep_account_ids).encode(),
         "report.md": redactor.redact(render.markdown(clean), keep_account_ids=keep_account_ids).encode(),
     }
+    for name, body in sorted((extra_files or {}).items()):
+        if Path(name).name != name or name in (".", "..", *_RENDERED) or not name.strip():
+            raise ValueError(f"an extra evidence file needs a plain name of its own, not {name!r}")
+        try:
+            files[name] = redactor.redact(body.decode("utf-8"), keep_account_ids=keep_account_ids).encode()
+        except UnicodeDecodeError:
+            files[name] = bytes(body)
     manifest = {
         "run_id": report.run_id,
         "command": report.command,
@@ -57,12 +77,17 @@ def bundle_dirname(report: Report) -> str:
 
 
 def write_bundle(
-    report: Report, root: Path | str, *, keep_account_ids: bool = False, redactor: Redactor = REDACTOR
+    report: Report,
+    root: Path | str,
+    *,
+    keep_account_ids: bool = False,
+    redactor: Redactor = REDACTOR,
+    extra_files: Mapping[str, bytes] | None = None,
 ) -> Bundle:
     """Write `root/<env>/<UTC timestamp>-<command>-<run id>/` and return what was written."""
     path = Path(root) / report.env / bundle_dirname(report)
     path.mkdir(parents=True, exist_ok=True)
-    files = render_files(report, redactor=redactor, keep_account_ids=keep_account_ids)
+    files = render_files(report, redactor=redactor, keep_account_ids=keep_account_ids, extra_files=extra_files)
     for name, body in files.items():
         (path / name).write_bytes(body)
     return Bundle(path=path, files=files)

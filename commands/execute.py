@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,12 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
-from commands.config import ConfigError, CutoverConfig
+from commands.approvals import HeadLookup, approval_check, head_lookup_from
+from commands.chart import chart_files
+from commands.config import CutoverConfig
+from commands.deployments import settle, start_in_background
 from commands.evidence import Bundle, write_bundle
 from commands.gate import Authorizer, LocalOperator, Refused, admit
 from commands.registry import CommandSpec, UsageError
 from commands.render import summary_line
-from commands.report import Report, new_run_id
+from commands.report import CheckResult, Report, new_run_id
 from commands.request import ProgressFn, RunRequest
 from commands.run_context import LEASE_S, LeaseKeeper, RunContext
 from commands.state import (
@@ -32,8 +34,7 @@ from commands.state import (
     RunStatus,
     StateError,
     StateStore,
-    StoreConfigError,
-    open_store,
+    store_for,  # lives with the stores (preflight's rollback_ready opens the same one); kept importable here
 )
 
 log = logging.getLogger(__name__)
@@ -88,15 +89,21 @@ def execute(
     evidence_root: Path | str | None = None,
     authorizer: Authorizer | None = None,
     store: StateStore | None = None,
+    head_lookup: HeadLookup | None = None,
 ) -> Outcome:
-    """Raises UsageError/ConfigError (bad input: exit 2) or Refused (a rule says no: exit 1)."""
+    """Raises UsageError/ConfigError (bad input: exit 2) or Refused (a rule says no: exit 1).
+    `head_lookup` reads a PR's head commit for an approval's binding (default: the publisher's GitHub)."""
     store = store or store_for(config)
-    gate = admit(request, config, authorizer=authorizer or LocalOperator(), store=store)
+    head_lookup = head_lookup or head_lookup_from(publisher)
+    gate = admit(request, config, authorizer=authorizer or LocalOperator(), store=store, head_lookup=head_lookup)
     request = gate.request
     if request.dry_run:
         return Outcome(gate.spec.load_planner()(request, config), None, DRY_RUN_EVIDENCE)
     run = RunContext(request, config, gate.env, store, request.run_id or new_run_id(), progress)
+    log.info("%s %s: run %s requested by %s (%s)", request.command, request.env, run.run_id, request.requested_by,
+             request.surface)  # fmt: skip
     with _holding_the_lock(run, gate.spec):
+        approved = _use_approval(run)  # once, atomically, holding the lock: a second use is refused
         store.record_run_start(
             RunRecord(
                 run_id=run.run_id,
@@ -108,6 +115,7 @@ def execute(
                 pr=request.pr,
             )
         )
+        deploying = start_in_background(publisher, request, run.run_id)  # `in_progress` on GitHub, never waited on
         for step in request.confirmations:  # the CLI's --confirm: recorded as the OS user, before the run asks
             store.record_confirmation(request.env, run.run_id, step, request.requested_by, request.surface)
         try:
@@ -115,15 +123,46 @@ def execute(
         except BaseException:
             _finish(store, run, RunStatus.INTERRUPTED, summary="stopped by an internal error")
             raise
-    bundle = write_bundle(report, evidence_root or config.evidence_dir, keep_account_ids=request.include_aws_account_id)
+    if approved is not None:  # the evidence shows who approved what, bound to which head and evidence
+        report = report.model_copy(update={"checks": [approved, *report.checks]})
+    bundle = write_bundle(
+        report,
+        evidence_root or config.evidence_dir,
+        keep_account_ids=request.include_aws_account_id,
+        extra_files=chart_files(run, report),  # chart.png for the cutover phases (never preflight)
+    )
     status = RunStatus.PASS if report.passed else RunStatus.FAIL
     _finish(
         store, run, status, summary=summary_line(report), sha256=hashlib.sha256(bundle.files["report.json"]).hexdigest()
     )
-    evidence = _publish(report, bundle, request, publisher)
+    log.info("%s", summary_line(report))
+    if not gate.spec.urgent:  # a rollback never waits on GitHub: its deployment is finished by the outbox job
+        settle(deploying)
+    evidence = _publish(report, bundle, request, publisher, urgent=gate.spec.urgent, store=store)
+    log.debug("run %s evidence: %s", run.run_id, evidence.detail)
     if evidence.url:
         _finish_evidence(store, run, evidence.url)
     return Outcome(report, bundle, evidence)
+
+
+def _use_approval(run: RunContext) -> CheckResult | None:
+    """Consume the approval the gate checked (a conditional write: used once) and report it live."""
+    request = run.request
+    if request.approval_id is None:
+        return None
+    try:
+        approval = run.store.consume(
+            request.approval_id,
+            run.run_id,
+            actor=request.requested_by,
+            surface=request.surface,
+            max_age_s=run.env.approval_ttl_minutes * 60,
+        )
+    except StateError as exc:
+        raise Refused("approval", f"{exc}") from None
+    check = approval_check(approval)
+    run.progress(check)
+    return check
 
 
 @contextmanager
@@ -162,7 +201,15 @@ def _finish_evidence(store: StateStore, run: RunContext, url: str) -> None:
         log.exception("recording the evidence link of run %s failed", run.run_id)
 
 
-def _publish(report: Report, bundle: Bundle, request: RunRequest, publisher: Publisher | None) -> EvidenceResult:
+def _publish(
+    report: Report,
+    bundle: Bundle,
+    request: RunRequest,
+    publisher: Publisher | None,
+    *,
+    urgent: bool = False,
+    store: StateStore | None = None,
+) -> EvidenceResult:
     if request.pr is None:
         return EvidenceResult("local", "no PR given: evidence kept locally, nothing written to GitHub")
     if publisher is None:
@@ -171,24 +218,36 @@ def _publish(report: Report, bundle: Bundle, request: RunRequest, publisher: Pub
             f"PR #{request.pr} named, but GitHub is not configured (GITHUB_TOKEN and github.repo or "
             "GITHUB_REPOSITORY): evidence kept locally",
         )
+    enqueue = getattr(publisher, "enqueue", None)  # an urgent run (rollback) never waits on GitHub
     try:
+        if urgent and enqueue is not None:
+            keep = request.include_aws_account_id
+            queued: EvidenceResult = enqueue(report, bundle, pr=request.pr, keep_account_ids=keep)
+            if queued.state == "pending":
+                _send_in_background(publisher, report, store)
+            return queued
         return publisher.publish(report, bundle, pr=request.pr, keep_account_ids=request.include_aws_account_id)
     except Exception as exc:  # the run's result stands even if publishing breaks; the bundle is on disk
         log.exception("publishing evidence failed")
         return EvidenceResult("local", f"publishing failed ({exc.__class__.__name__}); bundle kept at {bundle.path}")
 
 
-_stores: dict[tuple[str, str], StateStore] = {}
-_stores_lock = threading.Lock()
+def _send_in_background(publisher: Publisher, report: Report, store: StateStore | None) -> threading.Thread:
+    """Deliver queued evidence now, off the run's path (a daemon thread: it never delays the result).
+    If this process ends first, the outbox keeps the job for the drainer and the Slack app's follow-up."""
 
-
-def store_for(config: CutoverConfig) -> StateStore:
-    """One store per `state` URL (and working directory, for relative SQLite paths) per process."""
-    key = (config.state, os.getcwd())
-    with _stores_lock:
-        if key not in _stores:
+    def send() -> None:
+        try:
+            result = publisher.retry(report)
+        except Exception:
+            log.exception("sending the queued evidence of run %s failed; it stays in the outbox", report.run_id)
+            return
+        if result.url and store is not None:
             try:
-                _stores[key] = open_store(config.state)
-            except StoreConfigError as exc:
-                raise ConfigError(f"state: {exc}") from None
-        return _stores[key]
+                store.set_run_evidence(report.env, report.run_id, result.url)
+            except StateError:
+                log.exception("recording the evidence link of run %s failed", report.run_id)
+
+    thread = threading.Thread(target=send, name=f"evidence-{report.run_id}", daemon=True)
+    thread.start()
+    return thread

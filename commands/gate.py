@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from commands.access import Decision
+from commands.approvals import HeadLookup, why_not_approved
 from commands.config import CutoverConfig, EnvConfig
 from commands.registry import CommandSpec, UsageError, not_built, spec
 from commands.report import utc_now
@@ -63,6 +64,8 @@ class GateContext:
     authorizer: Authorizer
     store: StateStore | None = None
     now: datetime = field(default_factory=utc_now)
+    head_lookup: HeadLookup | None = None  # the PR's head commit, for the approval's binding
+    approval_flow: bool = False  # the caller is Slack's approval flow: it asks for a missing approval
 
 
 Rule = Callable[[GateContext], str | None]
@@ -84,11 +87,19 @@ def _command_precondition(ctx: GateContext) -> str | None:
     return check(ctx) if check is not None else None
 
 
+def _approved(ctx: GateContext) -> str | None:
+    return why_not_approved(
+        ctx.request, ctx.config, ctx.store, ctx.head_lookup, ctx.now, approval_flow=ctx.approval_flow
+    )
+
+
 # Policy rules in order; the first refusal wins. (The lock is taken, not checked, in execute.)
+# The approval comes last: a manager is asked only for a run every other rule lets through.
 RULES: list[tuple[str, Rule]] = [
     ("access", _requester_may_run),
     ("phase", _phase_order),
     ("precondition", _command_precondition),
+    ("approval", _approved),
 ]
 
 
@@ -100,6 +111,8 @@ def admit(
     store: StateStore | None = None,
     now: datetime | None = None,
     require_built: bool = True,
+    head_lookup: HeadLookup | None = None,
+    approval_flow: bool = False,
 ) -> GateContext:
     """Every precondition, or raise: UsageError/ConfigError for bad input, Refused for policy.
     The context's request is the one to run (the map's `github.default_pr` filled in)."""
@@ -109,7 +122,7 @@ def admit(
         request = replace(request, pr=config.github.default_pr)
     if require_built and not command.available:
         raise UsageError(not_built(command.name))
-    ctx = GateContext(request, config, command, env, authorizer, store, now or utc_now())
+    ctx = GateContext(request, config, command, env, authorizer, store, now or utc_now(), head_lookup, approval_flow)
     for rule, check in RULES:
         reason = check(ctx)
         if reason:

@@ -6,23 +6,24 @@ are reads, the Shopify client refuses writes by construction, Richpanel and Open
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from commands.checks import Check, Shared, Skip, Verdict, failed, passed, run_checks, warned
-from commands.config import CutoverConfig, EnvConfig, SsmFlag
+from commands.config import ConfigError, CutoverConfig, EnvConfig, SsmFlag
 from commands.redaction import REDACTOR
 from commands.report import CheckResult, Report, Status, missing_checks, new_run_id, utc_now
 from commands.request import RunRequest
 from commands.run_context import RunContext
-from integrations.aws import Aws, CallerIdentity, SecretPresence
+from commands.state import StateError, store_for
+from integrations.aws import Aws, CallerIdentity, FlagReading, SecretPresence, role_arn_from_caller
 from integrations.errors import UpstreamError
 from integrations.openai import OpenAIClient
 from integrations.richpanel import RichpanelClient
 from integrations.shopify import ShopifyClient, ShopifyResult, exchange_token
+from integrations.worker_log import is_event
+from integrations.worker_log import worker_event as worker_event  # re-exported: the parser lives in integrations
 
 # The deployed worker's safety flags the runbook requires before any cutover step.
 REQUIRED_FLAGS = {
@@ -40,9 +41,10 @@ T = TypeVar("T")
 class PreflightContext:
     """Per-run state shared by the checks: one AWS client, each secret read at most once."""
 
-    def __init__(self, request: RunRequest, env: EnvConfig) -> None:
+    def __init__(self, request: RunRequest, env: EnvConfig, config: CutoverConfig | None = None) -> None:
         self.request = request
         self.env = env
+        self.config = config  # the map: which state store a rollback uses (rollback_ready)
         self.region = request.aws_region or env.aws_region
         self.shop_domain = request.shop_domain or env.shop_domain
         self.aws = Aws(region=self.region, read_timeout_s=env.http_timeout_s)
@@ -385,57 +387,144 @@ def check_outbound_flag(ctx: PreflightContext) -> Verdict:
     return passed(f"outbound is off ({where} = false)", **data)
 
 
-# --- the worker's log lines ------------------------------------------------------------------
-# The worker logs one line per event, as text (`order_status_processed ticket_id=1042 ...`) or as
-# JSON (`{"event": "order_status_processed", "ticket_id": "1042"}`), behind the Lambda runtime's
-# own prefix (`[INFO]\t<timestamp>\t<request id>\t`). A line that only mentions a marker
-# (`shopify_token_refresh_success=false`, `retrying after shopify_token_refresh_success`) is not it.
-_RUNTIME_FIELD = re.compile(
-    r"\[?(TRACE|DEBUG|INFO|WARN|WARNING|ERROR|CRITICAL|FATAL)\]?"  # level: [INFO] (Python), INFO (Node)
-    r"|\d{4}-\d{2}-\d{2}T[\d:.]+Z?"  # timestamp
-    r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"  # request id
-)
-_EVENT_NAME = re.compile(r"[A-Za-z_][\w.:-]*")
+# --- rollback_ready: a rollback could act now ------------------------------------------------------
+# What a rollback does to the lever: SSM PutParameter (then a read-back), or the Lambda form's
+# read-modify-write of the worker's environment. Proven with IAM's policy simulator: nothing is written.
+ROLLBACK_ACTIONS_SSM = ("ssm:PutParameter",)
+ROLLBACK_ACTIONS_LAMBDA = ("lambda:GetFunctionConfiguration", "lambda:UpdateFunctionConfiguration")
+_CALL_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "403"}
+_DENY_HINT = {
+    "implicitDeny": "no policy allows it: grant it",
+    "explicitDeny": "a Deny in a policy, permissions boundary or SCP blocks it: remove that deny",
+}
+_Part = tuple[Status, str, dict[str, Any]]  # one part of the check: its status, a sentence, its evidence
 
 
-def worker_event(message: str) -> tuple[str, dict[str, Any]] | None:
-    """The event a worker log line records, with its fields; None when the line records no event."""
-    fields = message.strip().split("\t")
-    while len(fields) > 1 and _RUNTIME_FIELD.fullmatch(fields[0].strip()):
-        fields.pop(0)
-    body = "\t".join(fields).strip()
-    if body.startswith("{"):
+def lever_arn(env: EnvConfig, *, partition: str, region: str, account: str) -> str:
+    """The ARN of what a rollback writes: the SSM parameter (its name without the leading slash, as in
+    AWS's ARN format: `parameter/rp-mw/prod/outbound_enabled`) or the worker function."""
+    flag = env.outbound_flag
+    if isinstance(flag, SsmFlag):
+        return f"arn:{partition}:ssm:{region}:{account}:parameter/{flag.ssm_parameter.lstrip('/')}"
+    return f"arn:{partition}:lambda:{region}:{account}:function:{env.worker_function}"
+
+
+def check_rollback_ready(ctx: PreflightContext) -> Verdict:
+    """The lever exists and reads now (its value is the evidence: what a rollback changes from), the bot's
+    role may write it (denied: FAIL naming action and resource; unprovable: WARN with what to grant), and
+    the store that holds the env's lock answers. Nothing is written anywhere but the store's own probe."""
+    ctx.require_identity()
+    identity = ctx.identity.get()
+    env, lever = ctx.env, ctx.env.outbound_flag
+    partition = identity.arn.split(":")[1] if identity.arn.startswith("arn:") else "aws"
+    resource = lever_arn(env, partition=partition, region=ctx.region, account=identity.account)
+    read: Callable[[], FlagReading]
+    if isinstance(lever, SsmFlag):
+        where, actions = f"SSM parameter {lever.ssm_parameter}", ROLLBACK_ACTIONS_SSM
+        data: dict[str, Any] = {"lever": "ssm_parameter", "name": lever.ssm_parameter}
+        read = lambda: ctx.aws.ssm_flag(lever.ssm_parameter)  # noqa: E731
+    else:
+        where, actions = f"{lever.lambda_env} on {env.worker_function}", ROLLBACK_ACTIONS_LAMBDA
+        data = {"lever": "lambda_env", "name": lever.lambda_env, "function": env.worker_function}
+        read = lambda: ctx.aws.lambda_flag(env.worker_function, lever.lambda_env)  # noqa: E731
+    data |= {"resource": resource, "actions": list(actions)}
+    parts = [
+        _lever_now(read, where),
+        _rollback_permission(ctx, identity.arn, actions, resource),
+        _rollback_store(ctx),
+    ]
+    for _, _, part_data in parts:
+        data |= part_data
+    fails = [text for status, text, _ in parts if status == Status.FAIL]
+    caveats = [text for status, text, _ in parts if status == Status.WARN]
+    if fails:
+        return failed("; ".join(fails + caveats), **data)
+    if caveats:
+        return warned("; ".join(caveats + [text for status, text, _ in parts if status == Status.PASS]), **data)
+    return passed("a rollback can act: " + "; ".join(text for _, text, _ in parts), **data)
+
+
+def _lever_now(read: Callable[[], FlagReading], where: str) -> _Part:
+    try:
+        reading = read()
+    except UpstreamError as exc:
+        return Status.FAIL, f"a rollback cannot read {where}: {exc}", {"value": None, "code": exc.code}
+    if reading.value is None:
+        why = f"{where} does not exist: a rollback has no lever to turn off; create it with the value false"
+        return Status.FAIL, why, {"value": None}
+    at = reading.modified_at.isoformat() if reading.modified_at else None
+    text = "true" if reading.value else "false"
+    return Status.PASS, f"{where} = {text} now", {"value": reading.value, "version": reading.version, "modified_at": at}
+
+
+def _rollback_permission(ctx: PreflightContext, caller: str, actions: tuple[str, ...], resource: str) -> _Part:
+    try:
+        principal = role_arn_from_caller(caller)
+    except ValueError:
+        why = f"cannot prove the rollback permission: {caller} is not a role or user IAM can simulate; run as a role"
+        return Status.WARN, why, {"principal": None}
+    try:
+        decisions = ctx.aws.simulate(principal, actions, [resource])
+    except UpstreamError as exc:
+        if exc.code != "NoSuchEntity" or ":assumed-role/" not in caller:
+            return _simulator_failed(exc, principal)
+        # STS's assumed-role ARN drops the role's path: the full ARN comes from iam:GetRole.
+        role_name = principal.rsplit("/", 1)[-1]
         try:
-            return _json_event(json.loads(body))
-        except ValueError:
-            return None
-    tokens = body.split()
-    if not tokens:
-        return None
-    pairs = dict(t.partition("=")[::2] for t in tokens if "=" in t)
-    if "=" in tokens[0]:  # logfmt (`level=info event=x ...`): the event is a field; `x=false` names none
-        name = pairs.get("event", "").strip('"')
-        return (name, pairs) if _EVENT_NAME.fullmatch(name) else None
-    return (tokens[0], pairs) if _EVENT_NAME.fullmatch(tokens[0]) else None
+            principal = ctx.aws.role_arn(role_name)
+        except UpstreamError as get_exc:
+            if get_exc.code in _CALL_DENIED:
+                why = (
+                    f"cannot prove the rollback permission: IAM knows no {principal} (the role has a path) and the "
+                    f"bot may not read its role: grant it iam:GetRole on its role {role_name}"
+                )
+                return Status.WARN, why, {"principal": principal, "grant": "iam:GetRole"}
+            return Status.FAIL, f"cannot find the bot's role {role_name}: {get_exc}", {"principal": principal}
+        try:
+            decisions = ctx.aws.simulate(principal, actions, [resource])
+        except UpstreamError as again:
+            return _simulator_failed(again, principal)
+    found = {a: decisions.get((a, resource), "missing") for a in actions}
+    data: dict[str, Any] = {"principal": principal, "decisions": found}
+    denied = [
+        f"{principal} may not {a} on {resource} ({d}: {_DENY_HINT[d]})" for a, d in found.items() if d in _DENY_HINT
+    ]
+    if denied:
+        return Status.FAIL, "a rollback could not turn outbound off: " + "; ".join(denied), data
+    unknown = [a for a, d in found.items() if d != "allowed"]
+    if unknown:
+        why = (
+            "cannot prove the rollback permission: IAM's policy simulator gave no decision for "
+            f"{', '.join(unknown)} on {resource}"
+        )
+        return Status.WARN, why, data
+    return Status.PASS, f"{principal} may {' and '.join(actions)} on {resource} (IAM policy simulator)", data
 
 
-def _json_event(obj: Any, depth: int = 0) -> tuple[str, dict[str, Any]] | None:
-    if not isinstance(obj, dict) or depth > 2:
-        return None
-    if isinstance(obj.get("event"), str):
-        return (obj["event"], obj) if _EVENT_NAME.fullmatch(obj["event"]) else None
-    message = obj.get("message")  # Lambda's JSON log format wraps what the code logged in `message`
-    if isinstance(message, dict):
-        return _json_event(message, depth + 1)
-    if isinstance(message, str):  # strictly shorter than the line it came from: the recursion ends
-        return worker_event(message)
-    return None
+def _simulator_failed(exc: UpstreamError, principal: str) -> _Part:
+    if exc.code in _CALL_DENIED:
+        why = (
+            f"cannot prove the rollback permission: {principal} may not call IAM's policy simulator; grant it "
+            f"iam:SimulatePrincipalPolicy on itself ({principal})"
+        )
+        return Status.WARN, why, {"principal": principal, "grant": "iam:SimulatePrincipalPolicy"}
+    return Status.FAIL, f"cannot ask IAM's policy simulator about {principal}: {exc}", {"principal": principal}
 
 
-def is_event(message: str, event: str) -> bool:
-    """Whether a log line records `event` (not merely mentions it)."""
-    found = worker_event(message)
-    return found is not None and found[0] == event
+def _rollback_store(ctx: PreflightContext) -> _Part:
+    if ctx.config is None:
+        return Status.FAIL, "the state store is unknown to this preflight: no map given", {"state": None}
+    url = ctx.config.state
+    try:
+        store = store_for(ctx.config)  # the very store a rollback of this process takes the lock in
+        store.check_reachable()
+        holder = store.lock_holder(ctx.request.env)
+    except (StateError, ConfigError) as exc:
+        return Status.FAIL, f"the state store a rollback uses ({url}) is not reachable: {exc}", {"state": url}
+    lock = f"{holder.holder.command} run {holder.holder.run_id}" if holder else None
+    held = f", lock held by {lock} (a rollback preempts it)" if lock else ""
+    # the URL stays in the data: the detail reads the same whichever map (and store) ran the preflight
+    return Status.PASS, f"the state store answers{held}", {"state": store.url, "lock_held_by": lock}
 
 
 def preflight_checks(ctx: PreflightContext) -> list[Check]:
@@ -448,6 +537,7 @@ def preflight_checks(ctx: PreflightContext) -> list[Check]:
         Check("bot_agent_id_secret_present", bound(check_secret, "richpanel_bot_agent_id")),
         Check("env_flags", bound(check_env_flags)),
         Check("outbound_flag", bound(check_outbound_flag)),
+        Check("rollback_ready", bound(check_rollback_ready)),
         Check("richpanel_get", bound(check_richpanel)),
         Check("shopify_rest", bound(check_shopify_rest)),
         Check("shopify_graphql", bound(check_shopify_graphql)),
@@ -462,7 +552,7 @@ def run_preflight(run: RunContext) -> Report:
     request, config, progress = run.request, run.config, run.progress
     env = config.env(request.env)
     started = utc_now()
-    ctx = PreflightContext(request, env)
+    ctx = PreflightContext(request, env, config)
     checks = preflight_checks(ctx)
     try:
         results = run_checks(
@@ -492,12 +582,14 @@ def plan_preflight(request: RunRequest, config: CutoverConfig) -> Report:
         if hasattr(flag, "ssm_parameter")
         else f"AWS Lambda GetFunctionConfiguration {env.worker_function} ({flag.lambda_env})"
     )
+    rollback_actions = " and ".join(ROLLBACK_ACTIONS_SSM if isinstance(flag, SsmFlag) else ROLLBACK_ACTIONS_LAMBDA)
     steps = [("aws_identity", f"AWS STS GetCallerIdentity (expects account {env.aws_account_id}, {env.aws_region})")]
     steps += [(f"secrets.{name}", f"AWS Secrets Manager DescribeSecret {sid}") for name, sid in env.secrets.items()]
     steps += [
         ("bot_agent_id_secret_present", f"AWS Secrets Manager DescribeSecret {env.secrets['richpanel_bot_agent_id']}"),
         ("env_flags", f"AWS Lambda GetFunctionConfiguration {env.worker_function}"),
         ("outbound_flag", lever),
+        ("rollback_ready", f"{lever}, IAM SimulatePrincipalPolicy ({rollback_actions} on it) and the state store"),
         ("richpanel_get", f"Richpanel GET {env.endpoints.richpanel}/v1/users"),
         ("shopify_rest", f"Shopify GET {env.shopify_url()}/admin/api/{env.shopify.api_version}/shop.json"),
         ("shopify_graphql", f"Shopify POST {env.shopify_url()}/admin/api/{env.shopify.api_version}/graphql.json"),

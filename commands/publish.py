@@ -17,6 +17,12 @@ Evidence you can trust:
 - One PR's evidence is sent under a lock shared by every thread and process using the outbox
   folder: several runs at once each get their commit (built on the head read under the lock), their
   status on that commit, and a line in the one sticky comment.
+
+After the comment, the same job finishes the run's GitHub Deployment (commands/deployments.py:
+`success`/`failure` with the evidence folder as `log_url`; a rollback ends the outbound deployment)
+and edits the env's timeline comment (commands/timeline.py, marker `<!-- cutover:ENV:timeline -->`),
+built from the state store. A retryable failure there keeps the job queued like any other step; a
+refusal is logged on the job and never turns attached evidence into "not attached".
 """
 
 from __future__ import annotations
@@ -33,12 +39,15 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
-from commands import render
+from commands import render, timeline
+from commands.chart import CHART_FILE
+from commands.deployments import DEPLOYED, Deployments, DeploymentSink
 from commands.evidence import MANIFEST, Bundle
 from commands.execute import EvidenceResult
 from commands.outbox import Job, Outbox, is_retryable, retrying
 from commands.redaction import REDACTOR, Redactor
 from commands.report import Report, Status
+from commands.state import StateError, StateStore
 from integrations.errors import UpstreamError
 
 log = logging.getLogger(__name__)
@@ -154,9 +163,15 @@ class GitHubPublisher:
         max_wait_s: float = 8.0,
         sleep: Callable[[float], None] = time.sleep,
         lock_timeout_s: float = PR_LOCK_TIMEOUT_S,
+        store_factory: Callable[[], StateStore | None] | None = None,
     ) -> None:
+        """`store_factory`: the state store the env's timeline comment is built from (opened when first
+        needed, so building a publisher touches nothing); None: no timeline comment."""
         self.sink = sink
         self.outbox = outbox
+        self.store_factory = store_factory
+        # Each cutover phase is also a GitHub Deployment, when the sink can make them.
+        self.deployments = Deployments(sink, outbox, redactor=redactor) if isinstance(sink, DeploymentSink) else None
         self.evidence_dir = evidence_dir.strip("/") or "evidence"
         self.redactor = redactor
         self.lock_timeout_s = lock_timeout_s
@@ -273,6 +288,7 @@ class GitHubPublisher:
             head = self.sink.pr_head(pr)  # fresh under the lock: state, branch and head as they are now
             why = refusal(pr, head)
             if why is not None:
+                self._abandon_deployment(job, why)
                 detail = f"{why}: evidence kept locally at {job['local_path']}, nothing written to GitHub"
                 return EvidenceResult("local", detail)
             job["head"] = {"sha": head.sha, "branch": head.branch, "html_url": head.html_url}
@@ -316,6 +332,12 @@ class GitHubPublisher:
             self.outbox.save_history(key, entries)
             self.outbox.save(job)
 
+        if steps.get("deployment") is None and self.deployments is not None and job["command"] in DEPLOYED:
+            self._extra_step(job, "deployment", lambda: self._finish_deployment(job, links))
+
+        if steps.get("timeline") is None and self.store_factory is not None:
+            self._extra_step(job, "timeline", lambda: self._update_timeline(job, links))
+
         detail = (
             f"attached to PR #{pr}: {len(files)} files in commit {commit['sha'][:7]}, "
             f"status {job['context']}, sticky comment"
@@ -336,6 +358,74 @@ class GitHubPublisher:
         for context, (state, description, target) in sorted(self.sink.statuses(old_sha).items()):
             if context.startswith("cutover/") and context != job["context"]:
                 self.sink.set_status(new_sha, context, state, redact(description), redact(target) if target else None)
+
+    # --- the deployment and the timeline (after the evidence landed) ------------------------------
+    def _extra_step(self, job: Job, name: str, step: Callable[[], Any]) -> None:
+        """Run one follow-up step once: retryable failures keep the job queued (raised); anything else
+        is noted on the job and logged, and the evidence stays attached."""
+        try:
+            job["steps"][name] = step() or "done"
+        except Exception as exc:
+            if is_retryable(exc):
+                raise
+            reason = self._redact(job)(str(exc) if isinstance(exc, (UpstreamError, StateError)) else repr(exc))
+            log.warning("run %s: %s step not done: %s", job["run_id"], name, reason)
+            job["steps"][name] = f"failed: {reason}"[:500]
+        self.outbox.save(job)
+
+    def _deployment_args(self, job: Job) -> dict[str, Any]:
+        return {
+            "env": job["env"],
+            "command": job["command"],
+            "run_id": job["run_id"],
+            "pr": int(job["pr"]),
+            "requested_by": job.get("requested_by") or "unknown",
+            "passed": job["overall_status"] == "PASS",
+            "summary": job["summary"],
+            "head_sha": (job.get("head") or {}).get("sha") or "",
+            "ends_outbound": bool(job.get("ends_outbound")),
+        }
+
+    def _finish_deployment(self, job: Job, links: EvidenceLinks) -> str:
+        assert self.deployments is not None
+        self.deployments.finish(**self._deployment_args(job), log_url=self._redact(job)(links.folder))
+        return "done"
+
+    def _abandon_deployment(self, job: Job, why: str) -> None:
+        """The PR cannot take the evidence: a deployment the run started ends as `error`, saying why."""
+        if self.deployments is None or job["command"] not in DEPLOYED:
+            return
+        args = {**self._deployment_args(job), "summary": f"evidence kept locally: {why}"}
+        try:
+            self.deployments.finish(**args, log_url=None, state="error", create=False)
+        except Exception as exc:
+            log.warning("run %s: deployment not ended: %s", job["run_id"], self._redact(job)(str(exc)))
+
+    def _update_timeline(self, job: Job, links: EvidenceLinks) -> str:
+        """The env's timeline comment, from the store, with the links the bot committed itself."""
+        assert self.store_factory is not None
+        store = self.store_factory()
+        if store is None:
+            return "skipped: no state store"
+        key = timeline.links_key(job["env"])
+        chart = links.file(CHART_FILE) if CHART_FILE in job["files"] else None
+        own = timeline.add_links(self.outbox.history(key), job["run_id"], links.folder, chart, job.get("watch"))
+        body = timeline.comment(
+            store,
+            job["env"],
+            links={e["run_id"]: e for e in own},
+            repo_url=links.repo_url,
+            redactor=self.redactor,
+            keep_account_ids=bool(job["keep_account_ids"]),
+        )
+        if len(body) > COMMENT_LIMIT:
+            body = (
+                body[: COMMENT_LIMIT - 200].rsplit("\n", 1)[0]
+                + "\n\n_…cut: `python -m bot status --env ENV --md` has it all._\n"
+            )
+        url = self.sink.upsert_comment(int(job["pr"]), timeline.marker(job["env"]), body)
+        self.outbox.save_history(key, own)
+        return url
 
     def _redact(self, job: Job) -> Callable[[str], str]:
         keep = bool(job["keep_account_ids"])
@@ -390,10 +480,27 @@ def new_job(
         "local_path": str(bundle.path),
         "files": {name: base64.b64encode(body).decode("ascii") for name, body in files.items()},
         "head": None,
-        "steps": {"commit": None, "carried": False, "status": False, "comment": None},
+        "steps": {
+            "commit": None,
+            "carried": False,
+            "status": False,
+            "comment": None,
+            "deployment": None,
+            "timeline": None,
+        },
+        "requested_by": redact(report.requested_by or "unknown"),
+        "ends_outbound": ends_outbound(report),
+        "watch": timeline.watch_fact(report, redact=redact),
         "attempts": 0,
         "last_error": None,
     }
+
+
+def ends_outbound(report: Report) -> bool:
+    """A rollback whose `outbound_flag` step turned (or found) the lever off: outbound is over."""
+    return report.command == "rollback" and any(
+        c.name == "outbound_flag" and c.status in (Status.PASS, Status.WARN) for c in report.checks
+    )
 
 
 # --- the comment ------------------------------------------------------------------------

@@ -57,12 +57,13 @@ class RunContext:
         return self._lost
 
     # --- person-steps: things a person does in a UI the bot cannot drive (Richpanel's rules) ---------
-    def request_confirmation(self, step: str, prompt: str) -> None:
+    def request_confirmation(self, step: str, prompt: str, *, check: str | None = None) -> None:
         """Ask the requester to do `step` and confirm it: surfaces show a button (Slack) or the
-        `--confirm` flag to use (CLI). The progress line carries `awaiting` so a surface knows."""
+        `--confirm` flag to use (CLI). The progress line carries `awaiting` so a surface knows.
+        `check`: the report line it stands for (`rule_enabled`), so the verdict replaces it in place."""
         self.progress(
             CheckResult(
-                name=step,
+                name=check or step,
                 status=Status.WARN,
                 detail=f"waiting for a person: {prompt}",
                 data={"awaiting": step, "run_id": self.run_id, "env": self.request.env, "prompt": prompt},
@@ -77,13 +78,13 @@ class RunContext:
             return None
 
     def wait_for_confirmation(
-        self, step: str, prompt: str, timeout_s: float, *, poll_s: float = 0.2
+        self, step: str, prompt: str, timeout_s: float, *, poll_s: float = 0.2, check: str | None = None
     ) -> Confirmation | None:
         """The confirmation, or None when none came within `timeout_s` (or the run was preempted)."""
         found = self.confirmation(step)
         if found is not None:
             return found
-        self.request_confirmation(step, prompt)
+        self.request_confirmation(step, prompt, check=check)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))

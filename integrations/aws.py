@@ -7,7 +7,6 @@ upstream message (AWS validation messages can echo request values) and keep only
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -23,7 +22,8 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from integrations.errors import UpstreamError
+from integrations.errors import UPSTREAM_TEXT_MAX, UpstreamError
+from integrations.worker_log import ticket_event_form
 
 # Service models are parsed once per process, not once per run (about 50 ms per run saved).
 _MODEL_LOADER = botocore.loaders.create_loader()
@@ -138,6 +138,7 @@ class FlagReading:
     source: str = ""  # "ssm /rp-mw/prod/outbound_enabled" or "lambda rp-mw-prod-worker RICHPANEL_OUTBOUND_ENABLED"
     update_status: str | None = None  # Lambda LastUpdateStatus (InProgress | Successful | Failed); None for SSM
     written_version: str | None = None  # after a write: the version the write created (SSM) or returned (Lambda)
+    arn: str | None = None  # the parameter's or the function's ARN: names the account the reading came from
 
     @property
     def overwritten(self) -> bool:
@@ -527,6 +528,7 @@ class Aws:
             version=str(version) if version is not None else None,
             modified_at=_aware(param.get("LastModifiedDate")),
             source=source,
+            arn=param.get("ARN"),
         )
 
     def set_ssm_flag(self, name: str, value: bool) -> FlagReading:
@@ -555,6 +557,7 @@ class Aws:
             modified_at=_lambda_time(config.get("LastModified")),
             source=source,
             update_status=config.get("LastUpdateStatus"),
+            arn=config.get("FunctionArn"),
         )
 
     def set_lambda_flag(self, function_name: str, key: str, value: bool) -> FlagReading:
@@ -906,7 +909,7 @@ def _raise_upstream(action: str, exc: ClientError | BotoCoreError, *, sensitive:
     if isinstance(exc, ClientError):
         code = _code(exc) or None
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        message = "" if sensitive else str(exc.response.get("Error", {}).get("Message", ""))[:300]
+        message = "" if sensitive else str(exc.response.get("Error", {}).get("Message", ""))[:UPSTREAM_TEXT_MAX]
         raise UpstreamError("aws", action, _client_reason(code or "", message), status_code=status, code=code) from exc
     name = type(exc).__name__
     if isinstance(exc, ParamValidationError) and sensitive:
@@ -971,31 +974,11 @@ def role_arn_from_caller(arn: str) -> str:
 def ticket_line_form(message: str, marker: str, ticket_id: str) -> str | None:
     """The form ("json" or "text") when `message` is the worker's `marker` line for `ticket_id`, else None.
 
-    JSON: an object (possibly after a Lambda log prefix) whose `event` (or `message`) is the marker and
-    whose `ticket_id` is the id; Lambda's JSON log format with the text line in `message` counts too.
-    Text: a whitespace-separated token equal to the marker and a token `ticket_id=<id>` (quotes allowed).
+    The marker must be the line's event (integrations/worker_log.py, the parser the preflight uses too),
+    not merely a word on it: `retrying after <marker> ticket_id=1042` is not that line. The id must be
+    exactly the ticket's (`1042` never matches `10420`).
     """
-    brace = message.find("{")
-    if brace >= 0:
-        try:
-            data = json.loads(message[brace:])
-        except ValueError:
-            data = None
-        if isinstance(data, dict):
-            tid = data.get("ticket_id")
-            if marker in (data.get("event"), data.get("message")) and isinstance(tid, str | int):
-                return "json" if str(tid) == ticket_id and not isinstance(tid, bool) else None
-            inner = data.get("message")
-            if isinstance(inner, str) and "{" not in inner:
-                return "json" if _text_line_matches(inner, marker, ticket_id) else None
-    return "text" if _text_line_matches(message, marker, ticket_id) else None
-
-
-def _text_line_matches(message: str, marker: str, ticket_id: str) -> bool:
-    tokens = message.split()
-    return marker in tokens and any(
-        t.startswith("ticket_id=") and t[len("ticket_id=") :].strip("\"'") == ticket_id for t in tokens
-    )
+    return ticket_event_form(message, marker, ticket_id)
 
 
 def _ticket_filter_pattern(marker: str, ticket_id: str) -> str:

@@ -15,20 +15,25 @@ Nothing here imports `commands`: the domain talks to this class through its `Evi
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import posixpath
 import threading
+import time
 from base64 import b64encode
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 import requests
 from github import Auth, Github, GithubException, InputGitTreeElement, RateLimitExceededException
 from github.GitRef import GitRef
 from github.IssueComment import IssueComment
 from github.Repository import Repository
+from github.Workflow import Workflow
 from urllib3.util.retry import Retry
 
 from integrations.errors import DEFAULT_READ_TIMEOUT_S, UPSTREAM_TEXT_MAX, UpstreamError
@@ -37,6 +42,8 @@ DEFAULT_BASE_URL = "https://api.github.com"
 COMMENT_LIMIT = 65_536  # GitHub answers 422 past this many characters
 STATUS_DESCRIPTION_LIMIT = 140
 STATUS_STATES = frozenset({"error", "failure", "pending", "success"})
+DEPLOYMENT_STATES = frozenset({"error", "failure", "inactive", "in_progress", "queued", "pending", "success"})
+DEPLOYMENT_SCAN_LIMIT = 100  # deployments read when looking for the bot's own (one page)
 PER_PAGE = 100  # the API's maximum: fewer round trips when listing comments
 
 # UpstreamError.code values a caller may treat as "try again later".
@@ -69,6 +76,29 @@ class CommitRef:
     sha: str
     url: str  # the commit's web page
     parent: str | None = None  # the branch head the commit was made on (its first parent)
+
+
+@dataclass(frozen=True)
+class DeploymentRef:
+    """A deployment the bot created: enough to post its statuses later."""
+
+    id: int
+    sha: str
+    environment: str
+    task: str
+
+
+@dataclass(frozen=True)
+class DeploymentInfo:
+    """One of the bot's own deployments, with the state of the bot's newest status on it."""
+
+    id: int
+    sha: str
+    environment: str
+    task: str
+    created_at: datetime | None
+    state: str | None  # None: the bot posted no status on it yet
+    payload: dict[str, Any] = field(default_factory=dict)
 
 
 class _CountingToken(Auth.Token):
@@ -293,6 +323,88 @@ class GitHubEvidence:
 
         return self._call(f"list statuses of {sha[:12]}", read)
 
+    # --- deployments -------------------------------------------------------------------
+    def create_deployment(
+        self, *, ref: str, task: str, environment: str, description: str, payload: dict[str, Any] | None = None
+    ) -> DeploymentRef:
+        """A deployment of `ref` (a commit sha) to `environment` for `task`, never merging anything.
+
+        `auto_merge=False`: GitHub would otherwise merge the default branch into the ref first (a commit
+        the bot never meant to make). `required_contexts=[]`: left out, every commit status on the ref
+        must be `success` (409 otherwise), so a failed preflight status would refuse the rollback's record.
+        """
+        description = _clip_description(description)
+
+        def create() -> DeploymentRef:
+            made = self._repo.create_deployment(
+                ref,
+                task=task,
+                auto_merge=False,
+                required_contexts=[],
+                payload=dict(payload or {}),
+                environment=environment,
+                description=description,
+                transient_environment=False,
+            )
+            return DeploymentRef(made.id, made.sha, made.environment, made.task)
+
+        action = f"create deployment {task} to {environment} at {ref[:12]}"
+        return self._call(action, create, not_found=f"no commit {ref[:12]} in {self.repo}")
+
+    def create_deployment_status(
+        self,
+        deployment_id: int,
+        state: str,
+        *,
+        description: str = "",
+        log_url: str | None = None,
+        auto_inactive: bool = False,
+    ) -> None:
+        """A status on one deployment. `log_url` (GitHub also shows it as the target URL) links the evidence.
+
+        `auto_inactive` is off by default: GitHub applies it only to non-production, non-transient
+        environments, so the bot marks what a rollback ends as `inactive` itself, the same everywhere.
+        PyGithub's `create_status` has no `log_url`, so the call goes through its requester.
+        """
+        if state not in DEPLOYMENT_STATES:
+            raise ValueError(f"deployment state must be one of {sorted(DEPLOYMENT_STATES)}, got {state!r}")
+        body: dict[str, Any] = {
+            "state": state,
+            "description": _clip_description(description),
+            "auto_inactive": auto_inactive,
+        }
+        if log_url:
+            body["log_url"] = log_url
+
+        def post() -> None:
+            url = self._repo.get_deployment(deployment_id).url  # lazy: no request
+            accept = "application/vnd.github.ant-man-preview+json, application/vnd.github.flash-preview+json"
+            self._gh.requester.requestJsonAndCheck("POST", f"{url}/statuses", input=body, headers={"Accept": accept})
+
+        action = f"set deployment {deployment_id} {state}"
+        self._call(action, post, not_found=f"no deployment {deployment_id} in {self.repo}")
+
+    def deployments(self, *, environment: str, task: str | None = None, limit: int = 10) -> list[DeploymentInfo]:
+        """The bot's own deployments to `environment` (of `task`), newest first, each with the state of the
+        bot's newest status on it. Anyone with write access can create deployments and statuses: only
+        the token's own identity counts, as for comments."""
+        me = self.identity().lower()
+
+        def read() -> list[DeploymentInfo]:
+            found: list[DeploymentInfo] = []
+            kwargs = {"environment": environment, **({"task": task} if task else {})}
+            for scanned, d in enumerate(self._repo.get_deployments(**kwargs)):  # newest first
+                if scanned >= DEPLOYMENT_SCAN_LIMIT or len(found) >= limit:
+                    break
+                if _login(d.creator) != me:
+                    continue
+                state = next((s.state for s in d.get_statuses() if _login(s.creator) == me), None)
+                payload = d.payload if isinstance(d.payload, dict) else {}
+                found.append(DeploymentInfo(d.id, d.sha, d.environment, d.task, d.created_at, state, payload))
+            return found
+
+        return self._call(f"list deployments to {environment}", read)
+
     # --- files -------------------------------------------------------------------------
     def commit_files(self, branch: str, files: dict[str, bytes], message: str) -> CommitRef:
         """One commit on `branch` adding/replacing `files`, through the git data API.
@@ -363,6 +475,14 @@ class GitHubEvidence:
             raise UpstreamError("github", action, reason, code=CODE_MALFORMED) from None
 
 
+def _clip_description(text: str) -> str:
+    return text if len(text) <= STATUS_DESCRIPTION_LIMIT else text[: STATUS_DESCRIPTION_LIMIT - 1] + "…"
+
+
+def _login(user: Any) -> str:
+    return str(getattr(user, "login", "") or "").lower() if user is not None else ""
+
+
 def _http_error(action: str, exc: GithubException, not_found: str | None) -> UpstreamError:
     status = exc.status
     data = exc.data if isinstance(exc.data, dict) else {}
@@ -377,7 +497,7 @@ def _http_error(action: str, exc: GithubException, not_found: str | None) -> Ups
     if status == 401:
         return UpstreamError("github", action, "bad credentials: check GITHUB_TOKEN", status_code=401)
     if status == 403:
-        reason = "forbidden: the token needs contents, pull-requests and statuses write access"
+        reason = "forbidden: the token needs contents, pull-requests, statuses and deployments write access"
         return UpstreamError("github", action, f"{reason} ({message or 'no message'})", status_code=403)
     if status == 404:
         return UpstreamError("github", action, not_found or "not found", status_code=404)
@@ -394,3 +514,132 @@ def _retry_after(headers: dict[str, str]) -> float | None:
         return max(0.0, float(raw)) if raw else None
     except ValueError:
         return None
+
+
+# --- GitHub Actions and pull request comments (executor = "github-actions") ---------------------------
+
+MAX_DISPATCH_INPUTS = 25  # workflow_dispatch refuses more
+WRITE_ROLES = frozenset({"admin", "maintain", "write"})  # may push: may run a cutover command from a comment
+REACTIONS = frozenset({"+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"})
+# PyGithub 2.8+ passes `return_run_details` (GitHub then answers 200 with the run); older ones cannot ask.
+_RUN_DETAILS = "return_run_details" in inspect.signature(Workflow.create_dispatch).parameters
+
+
+@dataclass(frozen=True)
+class WorkflowRunLink:
+    """Where a dispatched workflow run is watched."""
+
+    url: str  # the run's page; the workflow's list of runs when the run itself was not found
+    run_id: int | None = None  # None: GitHub named no run and none carrying the run-name showed up in time
+    how: str = "returned"  # "returned" (return_run_details), "found" (by its run-name) or "not found"
+
+
+class GitHubChatOps(GitHubEvidence):
+    """The repository as a place commands run from: dispatch the cutover workflow, answer PR comments.
+
+    Writes are never retried by the library (see `read_retry`): a dispatch sent twice would run a cutover
+    step twice. Every failure is an `UpstreamError`, never a silent False (`throw=True`).
+    """
+
+    def dispatch_workflow(
+        self,
+        workflow: str,
+        ref: str,
+        inputs: dict[str, str],
+        *,
+        run_name_contains: str,
+        find_timeout_s: float = 20.0,
+        poll_s: float = 2.0,
+    ) -> WorkflowRunLink:
+        """Dispatch `workflow` on `ref` with `inputs` and say which run it started.
+
+        GitHub answers with the run when asked (`return_run_details`); where it answers 204 without one
+        (older GitHub Enterprise), the run is looked up by its run-name, which carries `run_name_contains`
+        (the bot's run id), for up to `find_timeout_s`.
+        """
+        not_strings = sorted(k for k, v in inputs.items() if not isinstance(v, str))
+        if not_strings:
+            raise ValueError(f"workflow inputs must be strings: {', '.join(not_strings)}")
+        if len(inputs) > MAX_DISPATCH_INPUTS:
+            raise ValueError(f"{len(inputs)} workflow inputs; GitHub accepts at most {MAX_DISPATCH_INPUTS}")
+        flow = self._repo.get_workflow(workflow)  # lazy: no request
+
+        def send() -> Any:
+            if _RUN_DETAILS:
+                return flow.create_dispatch(ref, inputs, throw=True, return_run_details=True)
+            return flow.create_dispatch(ref, inputs, throw=True)
+
+        missing = f"no workflow {workflow} with a workflow_dispatch trigger on {ref} in {self.repo}"
+        result = self._call(f"dispatch workflow {workflow} on {ref}", send, not_found=missing)
+        run_id = getattr(result, "id", None) if result is not True else None
+        if isinstance(run_id, int):
+            return WorkflowRunLink(str(result.html_url), run_id, "returned")
+        found = self.find_run(workflow, run_name_contains, timeout_s=find_timeout_s, poll_s=poll_s)
+        if found is not None:
+            return found
+        return WorkflowRunLink(f"{self.html_url()}/actions/workflows/{quote(workflow)}", None, "not found")
+
+    def find_run(self, workflow: str, text: str, *, timeout_s: float, poll_s: float = 2.0) -> WorkflowRunLink | None:
+        """The newest dispatched run of `workflow` whose run-name contains `text`, waiting up to `timeout_s`
+        for it to appear (a run shows up in the list seconds after its dispatch)."""
+        if not text:
+            raise ValueError("find_run needs the text its run-name carries")
+        flow = self._repo.get_workflow(workflow)
+        deadline = time.monotonic() + timeout_s
+
+        def look() -> WorkflowRunLink | None:
+            for seen, run in enumerate(flow.get_runs(event="workflow_dispatch")):  # newest first
+                if seen >= PER_PAGE:
+                    break
+                if text in (run.display_title or ""):
+                    return WorkflowRunLink(str(run.html_url), int(run.id), "found")
+            return None
+
+        while True:
+            found = self._call(f"list runs of workflow {workflow}", look, not_found=f"no workflow {workflow}")
+            remaining = deadline - time.monotonic()
+            if found is not None or remaining <= 0:
+                return found
+            time.sleep(min(poll_s, remaining))
+
+    def html_url(self) -> str:
+        """The repository's web page (GitHub Enterprise has its own host)."""
+        return self._call(f"GET repository {self.repo}", lambda: str(self._repo.html_url))
+
+    def react(self, comment_id: int, content: str) -> None:
+        """A reaction on an issue or pull request comment (GitHub keeps one per person and kind: idempotent)."""
+        if content not in REACTIONS:
+            raise ValueError(f"reaction must be one of {sorted(REACTIONS)}, got {content!r}")
+
+        def post() -> None:
+            url = f"{self._repo.url}/issues/comments/{int(comment_id)}/reactions"
+            self._gh.requester.requestJsonAndCheck("POST", url, input={"content": content})
+
+        missing = f"no comment {comment_id} in {self.repo}"
+        self._call(f"react {content} to comment {comment_id}", post, not_found=missing)
+
+    def role(self, login: str) -> str:
+        """The person's role on the repository: admin, maintain, write, triage, read or none."""
+
+        def read() -> str:
+            url = f"{self._repo.url}/collaborators/{quote(login, safe='')}/permission"
+            _, data = self._gh.requester.requestJsonAndCheck("GET", url)
+            data = data if isinstance(data, dict) else {}
+            return str(data.get("role_name") or data.get("permission") or "none").lower()
+
+        try:
+            return self._call(f"read the permission of {login} on {self.repo}", read)
+        except UpstreamError as exc:
+            if exc.status_code == 404:  # not a collaborator (or no such user): no role at all
+                return "none"
+            raise
+
+    def reply(self, pr: int, body: str) -> str:
+        """A new comment on the pull request (an answer to a person); returns its web URL."""
+        if len(body) > COMMENT_LIMIT:
+            body = body[: COMMENT_LIMIT - 1] + "…"
+
+        def post() -> str:
+            return str(self._repo.get_issue(pr).create_comment(body).html_url)
+
+        return self._call(f"comment on #{pr}", post, not_found=f"no pull request #{pr} in {self.repo}")

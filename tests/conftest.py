@@ -57,3 +57,15 @@ def assert_nothing_planted(sandbox: Sandbox, *outputs: str) -> None:
     for value in sandbox.planted():
         for out in outputs:
             assert value not in out, "a planted secret or PII value escaped"
+
+
+# moto's state is process-wide: the modules that reset it (they test the AWS sandbox itself) run
+# before anything starts the session sandbox, whose seeded world a reset would wipe.
+RESETS_MOTO = ("tests/sandbox/test_aws_sandbox.py", "tests/test_aws_client.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def resets_first(item: pytest.Item) -> int:
+        return 0 if item.nodeid.startswith(RESETS_MOTO) else 1
+
+    items.sort(key=resets_first)  # stable: the order within each group stays as collected

@@ -58,6 +58,7 @@ def sandbox() -> Iterator[AwsSandbox]:
         try:
             yield sb
         finally:
+            sb.reset()  # moto's state is process-wide: leave none of this module's world to the next
             os.environ.clear()
             os.environ.update(saved)
 

@@ -80,7 +80,7 @@ def test_unknown_env_names_the_known_ones():
     [
         (["preflight", "--env", "staging", "--config", str(EXAMPLE)], "unknown environment 'staging'"),
         (["preflight", "--env", "prod", "--config", "/nonexistent/cutover.toml"], "no such file"),
-        (["canary", "--env", "prod", "--config", str(EXAMPLE)], "'canary' is not built yet"),
+        (["canary", "--env", "prod", "--confirm", "rule-maybe"], "invalid choice: 'rule-maybe'"),
         (["preflight", "--env", "prod", "--pr", "abc"], "positive integer"),
         (["preflight", "--env", "prod", "--runs", "0"], "positive integer"),
         (["launch-rockets"], "invalid choice"),

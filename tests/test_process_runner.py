@@ -8,8 +8,8 @@ import pytest
 
 from bot.execution.evidence_publisher import publisher_for
 from bot.execution.worker_pool import ProcessRunner, WorkerDied
-from commands.config import Tokens, load_config
-from commands.execute import RunRequest, UsageError
+from commands.config import ConfigError, Tokens, load_config
+from commands.execute import RunRequest
 from commands.redaction import REDACTOR
 from commands.report import Status
 from integrations.sandbox.env import ENGINEER, PR_NUMBER, Sandbox, Scenario
@@ -69,8 +69,8 @@ def test_slack_with_the_worker_runner_posts_verdicts_and_attaches_evidence(isola
 
 def test_errors_cross_the_process_boundary_as_themselves(isolated):
     _, config = isolated
-    with pytest.raises(UsageError, match="not available yet"):
-        ProcessRunner()(RunRequest("canary", "isolated"), config=config)
+    with pytest.raises(ConfigError, match="unknown environment 'nowhere'"):
+        ProcessRunner()(RunRequest("preflight", "nowhere"), config=config)
 
 
 def test_a_run_past_its_deadline_is_stopped_and_reported(isolated):

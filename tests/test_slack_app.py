@@ -222,7 +222,7 @@ def test_channel_messages_carry_no_secret_and_no_email():
 )
 def test_a_run_that_cannot_start_says_so_without_a_traceback(error, expected):
     with served_bot(ScriptedRunner(error=error)) as h:
-        assert h.command("/canary", "prod").status_code == 200
+        assert h.command("/preflight", "prod").status_code == 200
         [final] = h.final_messages(1)
         text = final.all_text()
         assert expected in text

@@ -52,13 +52,13 @@ def test_slash_preflight_runs_the_real_checks_posts_the_verdict_and_attaches_evi
         assert len(list((tmp_path / "evidence").rglob("manifest.json"))) == 2  # each run left its bundle
 
 
-def test_a_command_that_is_not_built_yet_is_refused_at_the_ack(sandbox, slack_config):
+def test_a_command_out_of_phase_is_refused_at_the_ack_before_any_manager_is_asked(sandbox, slack_config):
     with served_bot(execute, config=slack_config, fake=sandbox.slack, tokens=Tokens()) as h:
         reply = h.command("/canary", "prod", user=ENGINEER).json()
         assert reply["response_type"] == "ephemeral"
-        assert "`/canary` is not available yet" in reply["text"]
-        assert "`/preflight`" in reply["text"]
-        assert h.fake.messages() == []
+        assert "no PASS preflight for prod in the last 60 min: run /preflight prod first" in reply["text"]
+        assert "Nothing was run" in reply["text"]
+        assert h.fake.messages() == [], "no approval request, no run message"
 
 
 def test_pending_evidence_is_attached_later_and_the_same_message_says_so(sandbox, slack_config, tmp_path):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from commands.config import CutoverConfig, Tokens
 from commands.outbox import Outbox, OutboxDrainer
 from commands.publish import GitHubPublisher
+from commands.state import store_for
 from integrations.github import GitHubEvidence
 
 log = logging.getLogger(__name__)
@@ -20,11 +22,19 @@ def publisher_for(config: CutoverConfig, *, tokens: Tokens | None = None) -> Git
     repo = config.github.repository()
     if not tokens.github_token or not repo:
         return None
-    sink = GitHubEvidence(repo=repo, token=tokens.github_token, base_url=tokens.github_api_url)
+    # A GitHub App's token (Actions' GITHUB_TOKEN is github-actions[bot]) names its bot login here;
+    # the sticky comment is the one this identity wrote.
+    sink = GitHubEvidence(
+        repo=repo,
+        token=tokens.github_token,
+        base_url=tokens.github_api_url,
+        app_slug=os.environ.get("GITHUB_APP_SLUG") or None,
+    )
     outbox = Outbox(Path(config.evidence_dir) / OUTBOX_DIR)
     # The folder on the PR branch mirrors the map's; an absolute local path means nothing there.
     on_branch = config.evidence_dir if not Path(config.evidence_dir).is_absolute() else "evidence"
-    return GitHubPublisher(sink, outbox, evidence_dir=on_branch)
+    # The env's timeline comment is built from the state store, opened when first needed.
+    return GitHubPublisher(sink, outbox, evidence_dir=on_branch, store_factory=lambda: store_for(config))
 
 
 DRAIN_INTERVAL_S = 60.0

@@ -26,6 +26,9 @@ aws.preload_models()
 http.preload()
 
 
+RUN_NICENESS = 10  # added to a non-urgent run's nice value (its own process only)
+
+
 def work(
     request: RunRequest,
     config: CutoverConfig,
@@ -39,6 +42,9 @@ def work(
     os.environ.clear()
     os.environ.update(environ)
     configure_process_logging()  # this process's own log redaction and token registration
+    command = COMMANDS.get(request.command)
+    if command is None or not command.urgent:
+        os.nice(RUN_NICENESS)  # queued runs yield the CPU to an urgent one (rollback) and to the acks
     keep = request.include_aws_account_id
     try:
         publisher = publisher_for(config) if publish else None

@@ -17,8 +17,9 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from commands.config import ConfigError, CutoverConfig
-from commands.execute import Outcome, Publisher, Refused, RunRequest, UsageError
+from commands.execute import Outcome, Publisher, Refused, RunRequest, UsageError, execute
 from commands.gate import Authorizer
+from commands.registry import COMMANDS
 from commands.report import CheckResult
 
 RUN_DEADLINE_S = 15 * 60  # a run past this is stuck: its process is killed and the run reported failed
@@ -40,9 +41,15 @@ class ProcessRunner:
 
     runs_execute = True  # the app may list the commands `execute` knows
 
-    def __init__(self, *, deadline_s: float = RUN_DEADLINE_S, publish: bool = True) -> None:
-        self.deadline_s = deadline_s
+    def __init__(
+        self, *, deadline_s: float | None = None, publish: bool = True, urgent_in_process: bool = True
+    ) -> None:
+        self.deadline_s = deadline_s  # None: each command's own (the registry's deadline_s)
         self.publish = publish
+        # An urgent run (rollback) runs here, on the app's urgent lane: no fork, warm AWS clients and
+        # store, so its first write is never behind the queued runs' CPU (bench/rollback.py). It reads
+        # no secret, and what it shows passes the app's renderers, which redact.
+        self.urgent_in_process = urgent_in_process
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(_PRELOAD)
 
@@ -55,6 +62,9 @@ class ProcessRunner:
         publisher: Publisher | None = None,
         authorizer: Authorizer | None = None,
     ) -> Outcome:
+        command = COMMANDS.get(request.command)
+        if self.urgent_in_process and command is not None and command.urgent:
+            return execute(request, config=config, progress=progress, publisher=publisher, authorizer=authorizer)
         receive, send = self._context.Pipe(duplex=False)
         # The worker gets this process's environment as it is now (endpoints, tokens), not the
         # forkserver's from when it started; and builds its own publisher if this run has one.
@@ -64,12 +74,18 @@ class ProcessRunner:
         worker.start()
         send.close()
         try:
-            return _collect(receive, worker, progress, deadline=time.monotonic() + self.deadline_s)
+            deadline_s = self.deadline_s or _deadline_of(request.command)
+            return _collect(receive, worker, progress, deadline=time.monotonic() + deadline_s)
         finally:
             receive.close()
             if worker.is_alive():
                 worker.kill()
             worker.join(timeout=5)
+
+
+def _deadline_of(command: str) -> float:
+    found = COMMANDS.get(command)
+    return found.deadline_s if found else RUN_DEADLINE_S
 
 
 def _collect(receive: Connection, worker: Any, progress: Callable[[CheckResult], None], *, deadline: float) -> Outcome:

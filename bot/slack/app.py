@@ -25,24 +25,37 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
+from bot.execution.actions import ActionsDispatcher, DispatchFailed, local_aws_credentials
 from bot.execution.admission import RunQueue, guarded
-from bot.slack import person_steps
+from bot.slack import approvals, person_steps
 from bot.slack.access import GroupCache, GroupLookup, slack_group_lookup
 from bot.slack.args import ArgsError, parse_command_text, usage
-from bot.slack.blocks import escape, notice_blocks, progress_blocks, result_blocks, started_blocks
+from bot.slack.blocks import (
+    dispatched_blocks,
+    escape,
+    notice_blocks,
+    progress_blocks,
+    result_blocks,
+    started_blocks,
+)
 from bot.slack.evidence_followup import RETRY_DELAYS_S, follow_pending_evidence
-from bot.slack.live_message import SLACK_CALL_TIMEOUT_S, LiveMessage
+from bot.slack.live_message import SLACK_CALL_TIMEOUT_S, LiveMessage, slack_error
 from bot.slack.recent_runs import RECENT_RUNS, RecentRuns, RunRecord
 from bot.slack.retry_dedup import RetryDedup
 from commands.access import AccessPolicy, Decision, mention
+from commands.chart import CHART_FILE
 from commands.config import ConfigError, CutoverConfig, Tokens
-from commands.execute import Outcome, Publisher, RunRequest, UsageError, execute
+from commands.execute import Outcome, Publisher, RunRequest, UsageError, execute, store_for
 from commands.gate import Refused, Vouched, admit
 from commands.redaction import REDACTOR, redact_and_clip
 from commands.registry import COMMANDS, spec, title
-from commands.report import CheckResult
+from commands.report import CheckResult, new_run_id
+from commands.state import StateError
+from commands.state.phases import phase
+from commands.status import env_status, render_slack
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +130,7 @@ class CutoverBot:
         update_interval_s: float = UPDATE_INTERVAL_S,
         queue_capacity: int | None = None,
         evidence_retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
+        dispatcher: ActionsDispatcher | None = None,
     ):
         if not tokens.slack_bot_token:
             raise ConfigError("SLACK_BOT_TOKEN is not set: the bot token (xoxb-...) from the Slack app's OAuth page")
@@ -132,6 +146,12 @@ class CutoverBot:
                 REDACTOR.register(name, value)
         self.config = config
         self.runner = runner
+        # executor = "github-actions": runs are dispatched to the workflow (ConfigError now without GitHub);
+        # a rollback whose dispatch fails still runs here when this host has AWS credentials of its own.
+        if dispatcher is None and config.executor == "github-actions":
+            dispatcher = ActionsDispatcher.from_config(config, tokens)
+        self.dispatcher = dispatcher
+        self.local_credentials: Callable[[], bool] = local_aws_credentials
         self.publisher_factory = publisher_factory
         self.update_interval_s = update_interval_s
         self.evidence_retry_delays_s = evidence_retry_delays_s
@@ -168,6 +188,7 @@ class CutoverBot:
         if self._own_executor:
             self.executor.shutdown(wait=wait)
         self.urgent.shutdown(wait=wait)
+        self.approvals.close()
 
     def _build_app(self, token: str, signing_secret: str, base_url: str) -> App:
         def authorize(enterprise_id: str | None, team_id: str | None, user_id: str | None) -> AuthorizeResult:
@@ -188,6 +209,7 @@ class CutoverBot:
             app.command(f"/{command}")(self._on_run_command)
         app.command("/cutover")(self._on_cutover)
         person_steps.register(app, self)
+        self.approvals = approvals.register(app, self)
         return app
 
     # --- listeners (these must stay fast: they answer Slack's 3 s deadline) ----------
@@ -206,8 +228,14 @@ class CutoverBot:
             _ack_ephemeral(ack, f"Run `/{name}` in <#{home}>, where the team sees it. Nothing was run.")
             return
         try:
-            gate = admit(request, self.config, authorizer=self.access, require_built=self.real_runner)
+            # The store's phases answer at the ack ("no PASS preflight..."), before a manager is asked.
+            # (An injected runner, in tests and the ack bench, decides for itself.)
+            store = store_for(self.config) if self.real_runner else None
+            gate = admit(request, self.config, authorizer=self.access, require_built=self.real_runner, store=store)
         except (Refused, UsageError, ConfigError) as exc:
+            if isinstance(exc, Refused) and exc.rule == "approval" and self.approvals.wanted(request):
+                self.approvals.start(ack, request, channel=channel)  # asks a manager; runs once approved
+                return
             _ack_ephemeral(ack, f"{exc} Nothing was run." if isinstance(exc, Refused) else f"{exc}. Nothing was run.")
             return
         run = self.recent.add(RunRecord(name, request.env, user, datetime.now(UTC)))
@@ -232,8 +260,12 @@ class CutoverBot:
 
     def _on_cutover(self, ack: Ack, command: dict[str, Any]) -> None:
         word = " ".join(str(command.get("text") or "").split()).lower()
-        if word == "status":
-            _ack_ephemeral(ack, self._status_text())
+        if word.split()[:1] == ["status"]:
+            text, public = self._status_reply(word.split()[1:])
+            if public:
+                ack(text=REDACTOR.redact(text), response_type="in_channel")
+            else:
+                _ack_ephemeral(ack, text)
         elif word in ("", "help"):
             _ack_ephemeral(ack, self._help_text())
         else:
@@ -252,11 +284,36 @@ class CutoverBot:
             lines.append(f"{env_name}: may run: {who}")
         return "\n".join(lines)
 
+    def _status_reply(self, words: list[str]) -> tuple[str, bool]:
+        """`/cutover status [ENV] [public]`: (the text, whether the channel sees it)."""
+        public = "public" in words
+        rest = [w for w in words if w != "public"]
+        if not rest:
+            return self._status_text(), public
+        env = rest[0]
+        if len(rest) > 1 or env not in self.config.envs:
+            known = ", ".join(sorted(self.config.envs))
+            said = escape(redact_and_clip(" ".join(rest), 40))
+            usage_text = f"use `/cutover status [ENV] [public]` (environments: {known})"
+            return f"Unknown `/cutover status {said}`: {usage_text}.", False
+        try:
+            return render_slack(env_status(store_for(self.config), env)), public
+        except (StateError, ConfigError) as exc:
+            return f"The state store could not be read ({escape(str(exc))}): no status for {env}.", False
+
     def _status_text(self) -> str:
+        lines = ["*Environments* (`/cutover status ENV` for one env's timeline):"]
+        try:
+            store = store_for(self.config)
+            for env_name in sorted(self.config.envs):
+                lines.append(f"• *{escape(env_name)}*: {escape(phase(store, env_name).text)}")
+        except (StateError, ConfigError) as exc:
+            lines.append(f"• the state store could not be read ({escape(str(exc))})")
         runs = self.recent.latest_first()
         if not runs:
-            return "Nothing has run in this bot process since it started."
-        lines = [f"Recent runs in this bot process (latest first, up to {RECENT_RUNS}):"]
+            lines.append("Nothing has run in this bot process since it started.")
+            return "\n".join(lines)
+        lines.append(f"Recent runs in this bot process (latest first, up to {RECENT_RUNS}):")
         for r in runs:
             summary = f": {escape(r.summary)}" if r.summary else ""
             lines.append(f"• {r.received_at:%H:%M:%S} UTC `/{r.command} {r.env}` by <@{r.user}>: *{r.state}*{summary}")
@@ -275,6 +332,8 @@ class CutoverBot:
             interval_s=self.update_interval_s,
         )
         live.post(started_blocks(request.command, request.env, user, pr=request.pr, dry_run=request.dry_run))
+        if self.dispatcher is not None and self._dispatched(job, live):
+            return
         started = time.monotonic()
         done: list[CheckResult] = []
         done_lock = threading.Lock()
@@ -326,6 +385,7 @@ class CutoverBot:
             return
         self.recent.update(job.run, state=outcome.report.overall_status, summary=f"run {outcome.report.run_id}")
         live.finish(result_blocks(outcome, user=user))
+        self._post_chart(outcome, live)
         if publisher is not None:
             follow_pending_evidence(
                 outcome,
@@ -333,6 +393,86 @@ class CutoverBot:
                 show=lambda later: live.finish(result_blocks(later, user=user)),
                 delays_s=self.evidence_retry_delays_s,
             )
+
+    def _post_chart(self, outcome: Outcome, live: LiveMessage) -> None:
+        """The run's chart (when its bundle has one: canary, enable-outbound, rollback) in the run's
+        thread, with files_upload_v2. A failed upload is logged: the result is already in the channel."""
+        png = outcome.bundle.files.get(CHART_FILE) if outcome.bundle is not None else None
+        if not png or live.ts is None:
+            return
+        report = outcome.report
+        try:
+            self.client.files_upload_v2(
+                channel=live.channel,
+                thread_ts=live.ts,
+                file=png,
+                filename=CHART_FILE,
+                title=REDACTOR.redact(f"{title(report.command)} {report.env}: worker invocations and errors"),
+                alt_txt="the worker's invocations and errors per period around the run, with its events marked",
+            )
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            log.warning("the chart of run %s was not posted: %s", report.run_id, slack_error(exc))
+
+    def submit_approved(self, request: RunRequest, channel: str) -> str | None:
+        """A run a manager approved in the channel (bot/slack/approvals.py), queued like a slash command;
+        its request carries the approval id, which `execute` checks and consumes. None, or why not."""
+        decision = self.access.may_run(request.requested_by, request.env, request.command)
+        run = self.recent.add(RunRecord(request.command, request.env, request.requested_by, datetime.now(UTC)))
+        job = Job(request=request, decision=decision, channel=channel, response_url=None, run=run)
+        if self.queue.submit(lambda: self._run(job)):
+            return None
+        self.recent.update(run, state="did not run", summary="the bot was at capacity")
+        return f"the bot is busy ({self.queue.capacity} runs queued or running); the approval stays usable for a retry"
+
+    def _dispatched(self, job: Job, live: LiveMessage) -> bool:
+        """executor = "github-actions": hand the run to a workflow run, which edits `live`'s message as it goes.
+        True when nothing more happens here (dispatched, or the failure reported in the channel); False
+        when the run goes ahead here after all: a rollback whose dispatch failed, on a host with AWS
+        credentials of its own (a rollback never depends on one path)."""
+        assert self.dispatcher is not None
+        request = job.request
+        name = f"{title(request.command)} {request.env}"
+        run_id = request.run_id or new_run_id()
+        try:
+            dispatched = self.dispatcher.dispatch(request, run_id=run_id, channel=live.channel, ts=live.ts)
+        except DispatchFailed as exc:
+            urgent = spec(request.command).urgent
+            if urgent and self.local_credentials():
+                log.warning("%s: dispatch failed, running it here: %s", name, exc)
+                note = f"⚠️ {escape(str(exc))}. Running {name} here instead (this host's AWS credentials)."
+                self._thread_note(live, note)
+                return False
+            self.recent.update(job.run, state="did not run", summary=str(exc))
+            where = (
+                " This host has no AWS credentials of its own, so it cannot run it here either: run "
+                f"`python -m bot {request.command} --env {request.env}` where the credentials are."
+                if urgent
+                else " Try again, or check the token and the workflow."
+            )
+            live.finish(notice_blocks(f"{name} did not start: {escape(str(exc))}. Nothing ran.{where}", icon="🛑"))
+            return True
+        self.recent.update(job.run, state="dispatched", summary=f"run {run_id} on GitHub Actions")
+        link = dispatched.link
+        rendered = dispatched_blocks(
+            request.command,
+            request.env,
+            request.requested_by,
+            url=link.url,
+            exact=link.run_id is not None,
+            run_id=run_id,
+            pr=request.pr,
+            dry_run=request.dry_run,
+        )
+        live.finish(rendered)  # still in progress: the workflow run ends it with the result
+        return True
+
+    def _thread_note(self, live: LiveMessage, text: str) -> None:
+        """A reply in the run message's thread (best effort: the run goes on without it)."""
+        try:
+            thread = {"thread_ts": live.ts} if live.ts else {}
+            self.client.chat_postMessage(channel=live.channel, text=REDACTOR.redact(text), **thread)
+        except Exception as exc:
+            log.warning("a note in the channel failed: %s", exc.__class__.__name__)
 
     def publisher(self) -> Publisher | None:
         """One evidence publisher for the app's lifetime (built on first use), or None without GitHub."""

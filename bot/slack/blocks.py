@@ -51,6 +51,28 @@ def started_blocks(command: str, env: str, user: str, *, pr: int | None = None, 
     return _final(line, [_section(f"{IN_PROGRESS} *{escape_keep_mentions(line)}*")])
 
 
+def dispatched_blocks(
+    command: str,
+    env: str,
+    user: str,
+    *,
+    url: str,
+    exact: bool,
+    run_id: str,
+    pr: int | None = None,
+    dry_run: bool = False,
+) -> Rendered:
+    """The started line and where the run executes (executor = "github-actions"): still in progress, since
+    the workflow run edits this message as it goes and ends it with the result."""
+    line = f"{title(command)} {env} started by <@{user}>{_qualifiers(pr, dry_run)}"
+    link = url if url.startswith("https://") or url.startswith("http://") else ""
+    safe = bool(link) and not any(c in link for c in "<>| \n")
+    what = "workflow run" if exact else f"the workflow's runs (look for run `{run_id}`)"
+    where = f"<{link}|{what}>" if safe else what
+    note = f"running on GitHub Actions: {where} · run `{run_id}` · this message is updated from there"
+    return _final(line, [_section(f"{IN_PROGRESS} *{escape_keep_mentions(line)}*"), _context(note)])
+
+
 def progress_blocks(
     command: str,
     env: str,

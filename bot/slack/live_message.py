@@ -43,6 +43,11 @@ class LiveMessage:
         self._closed = False
         self._last = 0.0
         self.ts: str | None = None
+        # An edit skipped for the interval is sent when it ends (the newest one only): a line that
+        # waits for a person, and its button, must not be lost because it came right after another.
+        self._deferred: Callable[[], Rendered] | None = None
+        self._timer: threading.Timer | None = None
+        self._defer_lock = threading.Lock()
 
     def post(self, rendered: Rendered) -> None:
         try:
@@ -54,10 +59,12 @@ class LiveMessage:
         self._last = self._clock()
 
     def maybe_update(self, render: Callable[[], Rendered]) -> None:
-        if self.ts is None or self._closed or self._clock() - self._last < self._interval_s:
+        if self.ts is None or self._closed:
             return
-        if not self._lock.acquire(blocking=False):
-            return  # an edit is in flight; the next check (or the final edit) brings the message up to date
+        wait = self._interval_s - (self._clock() - self._last)
+        if wait > 0 or not self._lock.acquire(blocking=False):
+            self._defer(render, wait)  # too soon, or an edit is in flight: send the newest one after it
+            return
         try:
             if self._closed or self._clock() - self._last < self._interval_s:
                 return
@@ -68,9 +75,27 @@ class LiveMessage:
         finally:
             self._lock.release()
 
+    def _defer(self, render: Callable[[], Rendered], wait: float) -> None:
+        with self._defer_lock:
+            self._deferred = render
+            if self._timer is None and not self._closed:
+                self._timer = threading.Timer(min(max(wait, 0.05), self._interval_s), self._flush)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _flush(self) -> None:
+        with self._defer_lock:
+            render, self._deferred, self._timer = self._deferred, None, None
+        if render is not None:
+            self.maybe_update(render)
+
     def finish(self, rendered: Rendered) -> bool:
         """Edit the message to its final form; fall back to a new message, then to response_url."""
         self._closed = True
+        with self._defer_lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._deferred, self._timer = None, None
         with self._lock:
             attempts: list[tuple[str, Callable[[], Any]]] = []
             if self.ts is not None:

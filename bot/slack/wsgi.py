@@ -56,7 +56,11 @@ def make_wsgi_app(bolt_app: App, *, max_body_bytes: int = MAX_BODY_BYTES) -> WSG
                 return _plain(start_response, "413 Payload Too Large", b"request body too large")
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
-        return slack(environ, start_response)
+        try:
+            return slack(environ, start_response)
+        except ValueError:  # Bolt parses the body before anything else: a `payload=` that is not JSON
+            log.warning("a Slack request whose body is not valid JSON or form data was refused (400)")
+            return _plain(start_response, "400 Bad Request", b"malformed Slack request body: nothing was done")
 
     return application
 

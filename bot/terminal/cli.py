@@ -44,6 +44,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("socket", help="run the Slack app in Socket Mode (needs SLACK_APP_TOKEN)")
     verify = sub.add_parser("verify", help="check an evidence bundle against its manifest")
     verify.add_argument("bundle", type=Path)
+    status = sub.add_parser("status", help="an environment's phase, lock, last runs, approvals and audit trail")
+    status.add_argument("--env", required=True, help="environment name from the map")
+    status.add_argument("--config", type=Path, help="environment map (default: $CUTOVER_CONFIG or ./cutover.toml)")
+    status.add_argument("--md", action="store_true", help="print a Markdown timeline fit for a change record")
+    status.add_argument("--include-aws-account-id", action="store_true", help="do not redact AWS account ids")
+    comment = sub.add_parser(
+        "pr-comment", help="run a command typed as a pull request comment (the issue_comment job: GITHUB_EVENT_PATH)"
+    )
+    comment.add_argument("--config", type=Path, help="environment map (default: $CUTOVER_CONFIG or ./cutover.toml)")
+    comment.add_argument(
+        "--accept", action="store_true", help="only check the author, react or answer, and set the job's outputs"
+    )
+    comment.add_argument("--evidence-dir", type=Path, help="where bundles go (default: the map's evidence_dir)")
     for name, spec in COMMANDS.items():
         p = sub.add_parser(name, help=f"/{name}: {spec.summary}")
         p.add_argument("--env", required=True, help="environment name from the map")
@@ -55,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--include-aws-account-id", action="store_true", help="do not redact AWS account ids")
         p.add_argument("--evidence-dir", type=Path, help="where bundles go (default: the map's evidence_dir)")
         p.add_argument("--run-id", help="the run id announced elsewhere (a GitHub Actions dispatch)")
+        p.add_argument("--slack-channel", help="also report the run in this Slack channel (needs SLACK_BOT_TOKEN)")
+        p.add_argument("--slack-ts", help="edit this Slack message (the one the Slack app posted) instead of posting")
+        p.add_argument(
+            "--requested-by",
+            help="who a GitHub Actions run is for: a Slack user id or github:<login> (must be a runner of the env)",
+        )
         if name == "preflight":
             p.add_argument("--aws-region", help="expected region (a mismatch with the map fails the run)")
             p.add_argument("--shop-domain", help="expected shop (a mismatch with the map fails the run)")
@@ -95,6 +114,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_demo()
     if args.subcommand == "verify":
         return _verify(args.bundle)
+    if args.subcommand == "status":
+        return _status(args)
     if args.subcommand == "serve":
         from bot.slack.serve import serve, serve_port
 
@@ -104,19 +125,51 @@ def _dispatch(args: argparse.Namespace) -> int:
         from commands.config import Tokens
 
         return run_socket_mode(load_config(), Tokens())
+    if args.subcommand == "pr-comment":
+        return _pr_comment(args)
     config = load_config(args.config)
     outputs = Outputs(
         out_json=args.out_json, out_md=args.out_md, evidence_dir=args.evidence_dir, runs=getattr(args, "runs", 1)
     )
+    if args.requested_by or args.slack_channel or args.slack_ts:  # a run a GitHub Actions workflow started
+        from bot.terminal.actions_run import run_from_actions
+        from commands.config import Tokens
+
+        request = request_from_args(args)
+        channel, ts = args.slack_channel, args.slack_ts
+        return run_from_actions(request, config, outputs=outputs, tokens=Tokens(), slack_channel=channel, slack_ts=ts)
     return run_in_terminal(request_from_args(args), config, outputs=outputs)
 
 
+def _pr_comment(args: argparse.Namespace) -> int:
+    import os
+
+    from bot.terminal.actions_run import run_pr_comment
+    from commands.config import Tokens
+
+    return run_pr_comment(
+        load_config(args.config),
+        Tokens(),
+        event_path=os.environ.get("GITHUB_EVENT_PATH"),
+        outputs=Outputs(evidence_dir=args.evidence_dir),
+        accept_only=args.accept,
+        github_output=os.environ.get("GITHUB_OUTPUT"),
+    )
+
+
 def request_from_args(args: argparse.Namespace) -> RunRequest:
+    claimed = getattr(args, "requested_by", None)
+    if claimed:  # a GitHub Actions run: the requester is checked against the map's runners again
+        from bot.terminal.actions_run import check_requester
+
+        requested_by, surface = check_requester(claimed), "actions"
+    else:
+        requested_by, surface = os_user(), "cli"
     return RunRequest(
         command=args.subcommand,
         env=args.env,
-        requested_by=os_user(),
-        surface="cli",
+        requested_by=requested_by,
+        surface=surface,
         pr=args.pr,
         dry_run=args.dry_run,
         include_aws_account_id=args.include_aws_account_id,
@@ -126,6 +179,31 @@ def request_from_args(args: argparse.Namespace) -> RunRequest:
         confirmations=tuple(getattr(args, "confirm", ())),
         run_id=args.run_id,
     )
+
+
+def _status(args: argparse.Namespace) -> int:
+    from commands.execute import store_for
+    from commands.state import StateError
+    from commands.status import AUDIT, TIMELINE_AUDIT, env_status, render_text
+
+    config = load_config(args.config)
+    config.env(args.env)  # ConfigError naming the known environments
+    keep = args.include_aws_account_id
+    try:
+        if args.md:  # the whole cutover, newest first, for a change record (the PR's timeline comment's rows)
+            from bot.execution.evidence_publisher import OUTBOX_DIR
+            from commands.timeline import read_links, status_markdown
+
+            links = read_links(Path(config.evidence_dir) / OUTBOX_DIR, args.env)  # the bot's own record
+            store = store_for(config)
+            print(status_markdown(store, args.env, keep_account_ids=keep, audit=TIMELINE_AUDIT, links=links), end="")
+            return EXIT_PASS
+        found = env_status(store_for(config), args.env, audit=AUDIT)
+    except StateError as exc:
+        print(f"error: the state store could not be read: {REDACTOR.redact(str(exc))}", file=sys.stderr)
+        return EXIT_FAIL
+    print(render_text(found, keep_account_ids=keep))
+    return EXIT_PASS
 
 
 def _verify(bundle: Path) -> int:

@@ -46,7 +46,13 @@ class LiveChecks:
     def add(self, result: CheckResult) -> None:
         clean = render.redacted_check(result, keep_account_ids=self.keep_account_ids)
         with self._lock:
-            self.done.append(clean)
+            # A step reports more than once (a wait's progress, then its verdict): the newest line replaces
+            # the earlier one in place, as in Slack.
+            same = next((i for i, c in enumerate(self.done) if c.name == clean.name), None)
+            if same is None:
+                self.done.append(clean)
+            else:
+                self.done[same] = clean
             if self._live is not None:
                 self._live.update(self._renderable())
 

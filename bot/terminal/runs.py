@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 from rich.console import Console
 
@@ -13,8 +15,18 @@ from bot.terminal.console import LiveChecks, print_outcome
 from commands.config import CutoverConfig
 from commands.evidence import render_files
 from commands.execute import Outcome, RunRequest, execute
+from commands.gate import Authorizer
+from commands.report import CheckResult
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class RunObserver(Protocol):
+    """Somewhere else a terminal run is shown as it goes (an Actions runner edits the Slack message)."""
+
+    def progress(self, check: CheckResult) -> None: ...
+
+    def finish(self, outcome: Outcome) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -31,9 +43,16 @@ def make_console() -> Console:
 
 
 def run_in_terminal(
-    request: RunRequest, config: CutoverConfig, *, outputs: Outputs = Outputs(), console: Console | None = None
+    request: RunRequest,
+    config: CutoverConfig,
+    *,
+    outputs: Outputs = Outputs(),
+    console: Console | None = None,
+    authorizer: Authorizer | None = None,
+    observer: RunObserver | None = None,
 ) -> int:
-    """Run `request` (outputs.runs times), show each as it goes; the exit code of the whole."""
+    """Run `request` (outputs.runs times), show each as it goes; the exit code of the whole.
+    `authorizer`: who may (default: the shell's operator); `observer`: also shown there (Slack)."""
     console = console or make_console()
     publisher = None if request.dry_run else publisher_for(config)
     if publisher is not None:
@@ -43,15 +62,19 @@ def run_in_terminal(
     for i in range(outputs.runs):
         label = f"{request.command} {request.env}" + (f" (run {i + 1}/{outputs.runs})" if outputs.runs > 1 else "")
         live = LiveChecks(console, label=label, keep_account_ids=keep)
+        progress = live.add if observer is None else _both(live.add, observer.progress)
         with live.shown():
             outcome = execute(
                 replace(request, run_id=request.run_id if outputs.runs == 1 else None),
                 config=config,
-                progress=live.add,
+                progress=progress,
                 publisher=publisher,
                 evidence_root=outputs.evidence_dir,
+                authorizer=authorizer,
             )
         print_outcome(console, outcome, keep_account_ids=keep)
+        if observer is not None:
+            observer.finish(outcome)
         outcomes.append(outcome)
     _write_outputs(outcomes[-1], outputs, keep_account_ids=keep)
     if outputs.runs > 1:
@@ -59,6 +82,14 @@ def run_in_terminal(
         passed = sum(o.report.passed for o in outcomes)
         console.print(f"{outputs.runs} runs: {passed} PASS, {outputs.runs - passed} FAIL ({verdicts})", markup=False)
     return EXIT_PASS if all(o.report.passed for o in outcomes) else EXIT_FAIL
+
+
+def _both(first: Callable[[CheckResult], None], second: Callable[[CheckResult], None]) -> Callable[[CheckResult], None]:
+    def progress(check: CheckResult) -> None:
+        first(check)
+        second(check)
+
+    return progress
 
 
 def _write_outputs(outcome: Outcome, outputs: Outputs, *, keep_account_ids: bool) -> None:

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from commands.config import ConfigError
 from commands.state.model import (
     AlreadyDecided,
     Approval,
@@ -52,6 +54,7 @@ from commands.state.model import (
 from commands.state.sqlite import SqliteStore
 
 if TYPE_CHECKING:
+    from commands.config import CutoverConfig
     from commands.state.dynamodb import DynamoStore
 
 _FORMS = "use sqlite:///relative/path.db, sqlite:////absolute/path.db or dynamodb://TABLE"
@@ -76,6 +79,26 @@ def open_store(url: str, *, base_dir: str | os.PathLike[str] | None = None) -> S
     if scheme == "dynamodb":
         return _open_dynamodb(url)
     raise StoreConfigError(f"state {url!r}: unknown store {scheme!r}: {_FORMS}")
+
+
+_stores: dict[tuple[str, str], StateStore] = {}
+_stores_lock = threading.Lock()
+
+
+def store_for(config: CutoverConfig) -> StateStore:
+    """One store per `state` URL (and working directory, for relative SQLite paths) per process.
+
+    The store every run, lock and rollback of this process uses (commands.execute, preflight's
+    rollback_ready, the Slack person-steps); a bad `state` setting is a ConfigError (exit 2).
+    """
+    key = (config.state, os.getcwd())
+    with _stores_lock:
+        if key not in _stores:
+            try:
+                _stores[key] = open_store(config.state)
+            except StoreConfigError as exc:
+                raise ConfigError(f"state: {exc}") from None
+        return _stores[key]
 
 
 def _open_sqlite(url: str, rest: str, base_dir: str | os.PathLike[str] | None) -> SqliteStore:
@@ -157,4 +180,5 @@ __all__ = [
     "Surface",
     "WatchState",
     "open_store",
+    "store_for",
 ]

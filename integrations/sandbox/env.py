@@ -7,6 +7,7 @@ It returns TOML text rather than a config object: `integrations` never imports `
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -35,6 +36,7 @@ RUNNERS_GROUP = "S0CUTOVER"
 ENGINEER, MANAGER = "U0ENGINEER", "U0MANAGER1"
 
 MOTO_ACCOUNT_ID = "123456789012"  # moto's default account
+BOT_ROLE = "cutover-bot"  # the bot runs as this role, assumed: STS names it as an assumed-role ARN
 REGION = "us-east-2"
 HEALTHY_FLAGS = {
     "MW_ALLOW_NETWORK_READS": "true",
@@ -84,6 +86,9 @@ class Scenario:
     iam_actions: tuple[str, ...] = ()  # the actions iam_decision applies to (empty: every action)
     # the map's cutover keys for this env (None: the map's default, canary and enable-outbound)
     approval_required: tuple[str, ...] | None = None
+    # the worker gets a function URL, and the map approves it (and the webhook token) as Richpanel's HTTP
+    # target: what /canary's http_target step compares
+    worker_url: bool = False
 
 
 @dataclass
@@ -99,6 +104,7 @@ class EnvSandbox:
     openai: OpenAIFake
     pii: tuple[str, ...]  # strings that must never appear in any output
     worker: SimulatedWorker | None = None  # started with the sandbox
+    function_url: str | None = None  # the worker's function URL: the map's approved Richpanel HTTP target
 
     def secret_id(self, name: str) -> str:
         return f"rp-mw/{self.name}/{name}"
@@ -134,7 +140,9 @@ class Sandbox:
     """`with Sandbox({"prod": Scenario()}) as sb: config = load_config(sb.write_config(tmp))`.
 
     While running, the process environment points every client at loopback through the ecosystem's
-    own variables: AWS_ENDPOINT_URL (+ fake keys), GITHUB_API_URL/GITHUB_TOKEN, SLACK_API_URL and the
+    own variables: AWS_ENDPOINT_URL (+ the bot's credentials: the role `cutover-bot`, assumed, so STS answers
+    an assumed-role ARN as in production), AWS_ENDPOINT_URL_IAM (the policy simulator fake),
+    GITHUB_API_URL/GITHUB_TOKEN, SLACK_API_URL and the
     Slack tokens. A pull request #7 exists on the GitHub fake, and the runners' user group holds the
     engineer on the Slack fake.
     """
@@ -152,6 +160,8 @@ class Sandbox:
         self._ssm_seeding: threading.Thread | None = None
         self._saved_environ: dict[str, str | None] = {}
         self.iam = IamFake()  # moto has no SimulatePrincipalPolicy; every other IAM call passes through to moto
+        self.bot_role_arn = ""  # set by start(): the role the bot's credentials assumed
+        self.bot_access_key_id = ""
 
     def start(self) -> Sandbox:
         self.aws.start()
@@ -164,6 +174,7 @@ class Sandbox:
         self._apply_environ(
             {
                 **self.aws.env(),
+                **self._bot_credentials(),
                 "AWS_ENDPOINT_URL_IAM": self.iam.url,
                 "GITHUB_API_URL": self.github.url,
                 "GITHUB_TOKEN": self.github_token,
@@ -176,6 +187,7 @@ class Sandbox:
         for name, scenario in self.scenarios.items():
             self.envs[name] = env = self._start_env(name, scenario)
             self.aws.seed(self._aws_seed(env), now=now)
+            self._create_function_url(env)
             self._start_worker(env)
         # moto's first SSM call costs about 1 s (it loads EC2 data): seed the outbound flags in the
         # background; `config_toml()` waits for it (preflight reads them), as does `wait_until_seeded()`.
@@ -183,6 +195,28 @@ class Sandbox:
         self._ssm_seeding.start()
         self.set_latency(self.latency_s)
         return self
+
+    def _bot_credentials(self) -> dict[str, str]:
+        """The bot's AWS identity: a role it assumed, as in production (STS answers `assumed-role/...`).
+
+        The sandbox's own seeding and the simulated worker keep the plain fake keys, so a test can tell
+        the bot's AWS calls from theirs by the access key id (`bot_access_key_id`).
+        """
+        statement = {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}
+        trust = json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+        iam = self.aws.client("iam")
+        try:
+            role = iam.create_role(RoleName=BOT_ROLE, AssumeRolePolicyDocument=trust)["Role"]
+        except iam.exceptions.EntityAlreadyExistsException:  # moto's state is process-wide: another sandbox made it
+            role = iam.get_role(RoleName=BOT_ROLE)["Role"]
+        self.bot_role_arn = role["Arn"]
+        creds = self.aws.client("sts").assume_role(RoleArn=self.bot_role_arn, RoleSessionName="cutover-bot-sandbox")
+        self.bot_access_key_id = creds["Credentials"]["AccessKeyId"]
+        return {
+            "AWS_ACCESS_KEY_ID": self.bot_access_key_id,
+            "AWS_SECRET_ACCESS_KEY": creds["Credentials"]["SecretAccessKey"],
+            "AWS_SESSION_TOKEN": creds["Credentials"]["SessionToken"],
+        }
 
     def wait_until_seeded(self, timeout_s: float = 30.0) -> None:
         if self._ssm_seeding is not None:
@@ -201,6 +235,7 @@ class Sandbox:
         self.scenarios = {**self.scenarios, name: scenario}
         self.envs[name] = env = self._start_env(name, scenario)
         self.aws.seed(self._aws_seed(env), now=datetime.now(UTC))
+        self._create_function_url(env)
         _seed_outbound_flag(self.aws.client("ssm"), env)
         self._start_worker(env)
         for fake in env.fakes:
@@ -255,6 +290,15 @@ class Sandbox:
             env.set_rule(enabled=True, by="sandbox")
         if sc.iam_decision != "allowed":
             self.iam.set_rule(sc.iam_decision, actions=sc.iam_actions, resources=self.env_resources(env))
+
+    def _create_function_url(self, env: EnvSandbox) -> None:
+        """The worker's endpoint, which Richpanel's HTTP target calls (the canary compares the two)."""
+        if not env.scenario.worker_url:
+            return
+        lam = self.aws.client("lambda")
+        env.function_url = lam.create_function_url_config(FunctionName=env.function_name, AuthType="NONE")[
+            "FunctionUrl"
+        ]
 
     def env_resources(self, env: EnvSandbox) -> tuple[str, ...]:
         """Names that identify this env's AWS resources in an ARN (for the IAM simulator's per-env rules)."""
@@ -388,6 +432,15 @@ class Sandbox:
                 "poll_seconds = 0.5",
                 f"[envs.{name}.rollback]",
                 "quiet_minutes = 0.05",
+                *(
+                    [
+                        f"[envs.{name}.richpanel_http_target]",  # approved: the worker's URL, the webhook token
+                        f"url = {q(env.function_url)}",
+                        f"auth_header_sha256 = {q(_sha256(env.secrets['richpanel_webhook_token']))}",
+                    ]
+                    if env.function_url
+                    else []
+                ),
                 f"[envs.{name}.secrets]",
                 *(f"{n} = {q(env.secret_id(n))}" for n in SECRET_NAMES),
                 f"[envs.{name}.endpoints]",
@@ -410,6 +463,10 @@ def _outbound_flag_line(env: EnvSandbox) -> str:
     if env.scenario.outbound_flag == "lambda_env":
         return f'outbound_flag = {{ lambda_env = "{OUTBOUND_ENV_KEY}", propagation_seconds = 0.5 }}'
     return f'outbound_flag = {{ ssm_parameter = "{outbound_parameter(env.name)}", propagation_seconds = 0.5 }}'
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def outbound_parameter(name: str) -> str:

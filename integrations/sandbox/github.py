@@ -17,6 +17,7 @@ import base64
 import hashlib
 import itertools
 import json
+import re
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +31,10 @@ SANDBOX_APP_LOGIN = "cutover-bot[bot]"  # the app a `ghs_` (installation) sandbo
 PR_STATES = ("open", "closed", "merged")
 COMMENT_LIMIT = 65_536
 STATUS_STATES = {"error", "failure", "pending", "success"}
+MAX_DISPATCH_INPUTS = 25
+REACTIONS = {"+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"}
+COLLABORATOR_ROLES = {"admin", "maintain", "write", "triage", "read"}
+DEPLOYMENT_STATES = {"error", "failure", "inactive", "in_progress", "queued", "pending", "success"}
 
 
 def blob_sha(content: bytes) -> str:
@@ -80,6 +85,16 @@ class GitHubFake(FakeUpstream):
         self._comments: dict[int, dict[str, Any]] = {}
         self._statuses: list[dict[str, Any]] = []
         self.dispatches: list[dict[str, Any]] = []
+        # GitHub Actions: the runs dispatches start, named by the workflow's `run-name` (set
+        # `run_name_template` to it: `${{ inputs.x }}` is filled in); `run_details` False plays an older
+        # GitHub that answers a dispatch 204 without naming the run.
+        self.workflow_runs: list[dict[str, Any]] = []
+        self.run_name_template: str | None = None
+        self.run_details = True
+        self.roles: dict[str, str] = {}  # login (lower case) -> admin | maintain | write | triage | read
+        self._reactions: list[dict[str, Any]] = []
+        self._deployments: dict[int, dict[str, Any]] = {}
+        self._deployment_statuses: list[dict[str, Any]] = []
         root = self._make_commit({"README.md": b"# rp-mw\n"}, parents=[], message="initial commit")
         self.refs[default_branch] = root
         self._register_routes()
@@ -165,6 +180,15 @@ class GitHubFake(FakeUpstream):
         with self._state:
             return [dict(s) for s in self._statuses if s["sha"] == sha]
 
+    def deployments(self, environment: str | None = None) -> list[dict[str, Any]]:
+        """Every deployment (to `environment`), oldest first, each with its `statuses` oldest first."""
+        with self._state:
+            return [
+                {**d, "statuses": [dict(s) for s in self._deployment_statuses if s["deployment_id"] == d["id"]]}
+                for d in self._deployments.values()
+                if environment is None or d["environment"] == environment
+            ]
+
     def commits_on(self, branch: str) -> list[dict[str, Any]]:
         """The branch's first-parent history, newest first, each with its `sha`."""
         out = []
@@ -185,6 +209,13 @@ class GitHubFake(FakeUpstream):
     def head_sha(self, branch: str) -> str:
         with self._state:
             return self.refs[branch]
+
+    def push(self, branch: str, files: dict[str, bytes] | None = None, *, message: str = "a new commit") -> str:
+        """Someone pushes one commit onto `branch` (as a person would to a PR's branch); returns its sha."""
+        with self._state:
+            sha = self._make_commit(files or {}, parents=[self.refs[branch]], message=message)
+            self.refs[branch] = sha
+            return sha
 
     # --- git object store --------------------------------------------------------------
     def _put_blob(self, content: bytes) -> str:
@@ -383,6 +414,15 @@ class GitHubFake(FakeUpstream):
             ("POST", rf"{r}/git/commits", self._create_commit),
             ("GET", rf"{r}/contents/(?P<path>.+)", self._get_contents),
             ("POST", rf"{r}/actions/workflows/(?P<wf>[^/]+)/dispatches", self._dispatch),
+            ("GET", rf"{r}/actions/workflows/(?P<wf>[^/]+)/runs", self._list_workflow_runs),
+            ("GET", rf"{r}/actions/runs/(?P<id>\d+)", self._get_workflow_run),
+            ("POST", rf"{r}/issues/comments/(?P<id>\d+)/reactions", self._create_reaction),
+            ("GET", rf"{r}/collaborators/(?P<login>[^/]+)/permission", self._collaborator_permission),
+            ("GET", rf"{r}/deployments", self._list_deployments),
+            ("POST", rf"{r}/deployments", self._create_deployment),
+            ("GET", rf"{r}/deployments/(?P<id>\d+)", self._get_deployment),
+            ("GET", rf"{r}/deployments/(?P<id>\d+)/statuses", self._list_deployment_statuses),
+            ("POST", rf"{r}/deployments/(?P<id>\d+)/statuses", self._create_deployment_status),
         ]
         for method, pattern, handler in routes:
             self.route(method, pattern, self._authorized(handler))
@@ -624,13 +664,349 @@ class GitHubFake(FakeUpstream):
         ref = data.get("ref")
         if ref not in self.refs:
             return _invalid(f"No ref found for: {ref}")
+        inputs = data.get("inputs") or {}
+        if not isinstance(inputs, dict) or len(inputs) > MAX_DISPATCH_INPUTS:
+            return _invalid(f"you may only define up to {MAX_DISPATCH_INPUTS} `inputs` for a `workflow_dispatch` event")
+        for key, value in inputs.items():
+            if not isinstance(value, str | bool | int | float):
+                return _invalid(f"For 'properties/{key}', {json.dumps(value)} is not a string.")
         run_id = next(self._ids)
-        self.dispatches.append(
-            {"workflow": unquote(req.match["wf"]), "ref": ref, "inputs": data.get("inputs") or {}, "run_id": run_id}
+        workflow = unquote(req.match["wf"])
+        self.dispatches.append({"workflow": workflow, "ref": ref, "inputs": inputs, "run_id": run_id})
+        self.workflow_runs.append(
+            {
+                "id": run_id,
+                "workflow": workflow,
+                "ref": ref,
+                "inputs": inputs,
+                "display_title": self._run_name(workflow, inputs),
+                "actor": self._caller(req),
+                "created_at": _now(),
+            }
         )
-        if data.get("return_run_details"):
+        if data.get("return_run_details") and self.run_details:
             run_url = f"{self.api}/actions/runs/{run_id}"
             return Response(
                 200, {"workflow_run_id": run_id, "run_url": run_url, "html_url": f"{self.html}/actions/runs/{run_id}"}
             )
         return Response(204, None)
+
+    # --- GitHub Actions runs, reactions, collaborators (commands from PR comments) -------
+    def add_comment(self, pr: int, body: str, *, author: str) -> int:
+        """A comment someone else wrote on the pull request; returns its id."""
+        with self._state:
+            if pr not in self.pulls:
+                raise KeyError(f"no pull request #{pr}")
+            cid = next(self._ids)
+            now = _now()
+            self._comments[cid] = {
+                "id": cid,
+                "pr": pr,
+                "body": body,
+                "author": author,
+                "created_at": now,
+                "updated_at": now,
+                "edits": 0,
+            }
+            return cid
+
+    def comment_json(self, comment_id: int) -> dict[str, Any]:
+        """A comment as GitHub shows it (an `issue_comment` event carries this)."""
+        with self._state:
+            return self._comment_json(self._comments[comment_id])
+
+    def set_role(self, login: str, role: str | None) -> None:
+        """The person's role on the repository (None: not a collaborator)."""
+        if role is not None and role not in COLLABORATOR_ROLES:
+            raise ValueError(f"role must be one of {sorted(COLLABORATOR_ROLES)} or None, got {role!r}")
+        with self._state:
+            if role is None:
+                self.roles.pop(login.lower(), None)
+            else:
+                self.roles[login.lower()] = role
+
+    def reactions(self, comment_id: int) -> list[dict[str, Any]]:
+        """Reactions on a comment, oldest first, each with `content` and `by`."""
+        with self._state:
+            return [dict(r) for r in self._reactions if r["comment_id"] == comment_id]
+
+    def _run_name(self, workflow: str, inputs: dict[str, Any]) -> str:
+        """The run-name with its expressions filled in, as far as a dispatch decides them: `inputs.X`,
+        quoted literals and `a || b` (the first non-empty); any other context (github.*) is empty."""
+        if self.run_name_template is None:
+            return workflow
+
+        def operand(text: str) -> str:
+            text = text.strip()
+            if text.startswith("inputs."):
+                return str(inputs.get(text.removeprefix("inputs."), ""))
+            if len(text) >= 2 and text[0] == text[-1] == "'":
+                return text[1:-1]
+            return ""
+
+        def evaluate(m: re.Match[str]) -> str:
+            return next((v for v in map(operand, m.group(1).split("||")) if v), "")
+
+        return re.sub(r"\$\{\{(.*?)\}\}", evaluate, self.run_name_template)
+
+    def _workflow_run_json(self, run: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": run["id"],
+            "name": run["workflow"],
+            "display_title": run["display_title"],
+            "event": "workflow_dispatch",
+            "status": "queued",
+            "conclusion": None,
+            "head_branch": run["ref"],
+            "head_sha": self.refs.get(run["ref"], ""),
+            "url": f"{self.api}/actions/runs/{run['id']}",
+            "html_url": f"{self.html}/actions/runs/{run['id']}",
+            "created_at": run["created_at"],
+            "updated_at": run["created_at"],
+            "actor": self._user_json(run["actor"] or "ghost"),
+        }
+
+    def _list_workflow_runs(self, req: Request) -> Response:
+        workflow = unquote(req.match["wf"])
+        event = (req.query.get("event") or [None])[-1]
+        runs = [r for r in reversed(self.workflow_runs) if r["workflow"] == workflow]  # newest first
+        if event not in (None, "workflow_dispatch"):
+            runs = []
+        per_page = min(int(req.query.get("per_page", ["30"])[-1]), 100)
+        page = int(req.query.get("page", ["1"])[-1])
+        chunk = runs[(page - 1) * per_page : page * per_page]
+        return Response(200, {"total_count": len(runs), "workflow_runs": [self._workflow_run_json(r) for r in chunk]})
+
+    def _get_workflow_run(self, req: Request) -> Response:
+        wanted = int(req.match["id"])
+        run = next((r for r in self.workflow_runs if r["id"] == wanted), None)
+        return Response(200, self._workflow_run_json(run)) if run else _not_found()
+
+    def _create_reaction(self, req: Request) -> Response:
+        comment = self._comments.get(int(req.match["id"]))
+        if comment is None:
+            return _not_found()
+        content = (req.json() or {}).get("content")
+        if content not in REACTIONS:
+            return _invalid("Validation Failed: content is not included in the list")
+        by = self._caller(req)
+        same = next(
+            (r for r in self._reactions if (r["comment_id"], r["content"], r["by"]) == (comment["id"], content, by)),
+            None,
+        )
+        if same is None:  # GitHub keeps one reaction per person and kind, answering 200 for a repeat
+            same = {"id": next(self._ids), "comment_id": comment["id"], "content": content, "by": by}
+            self._reactions.append(same)
+            status = 201
+        else:
+            status = 200
+        return Response(
+            status,
+            {"id": same["id"], "node_id": f"REA_{same['id']}", "content": content, "user": self._user_json(by or "")},
+        )
+
+    def _collaborator_permission(self, req: Request) -> Response:
+        login = unquote(req.match["login"])
+        role = self.roles.get(login.lower())
+        if role is None:
+            not_one = {"message": f"{login} is not a user", "documentation_url": "https://docs.github.com/rest"}
+            return Response(404, not_one)
+        legacy = {"maintain": "write", "triage": "read"}.get(role, role)  # `permission` is the older field
+        return Response(200, {"permission": legacy, "role_name": role, "user": self._user_json(login)})
+
+    # --- deployments -------------------------------------------------------------------
+    # As GitHub validates them: `required_contexts` left out means every commit-status context on the
+    # ref must be `success` (409 otherwise), a list names the contexts that must be, `[]` checks none;
+    # `auto_merge` (default true) on a ref that lacks the default branch's head answers 409 here
+    # (GitHub would try to merge the default branch into it). A `success` status with `auto_inactive`
+    # (default true) marks the environment's earlier successful deployments `inactive`, only for
+    # non-production, non-transient environments.
+
+    def _resolve(self, ref: str) -> str | None:
+        if ref in self.refs:
+            return self.refs[ref]
+        return ref if ref in self.commits else None
+
+    def _context_states(self, sha: str) -> dict[str, str]:
+        latest: dict[str, str] = {}
+        for s in self._statuses:  # oldest first: the newest per context wins
+            if s["sha"] == sha:
+                latest[s["context"]] = s["state"]
+        return latest
+
+    def _create_deployment(self, req: Request) -> Response:
+        data = req.json() or {}
+        ref = data.get("ref")
+        if not isinstance(ref, str) or not ref:
+            return _invalid('Invalid request. "ref" wasn\'t supplied.')
+        sha = self._resolve(ref)
+        if sha is None:
+            return _invalid(f"No ref found for: {ref}")
+        description = data.get("description") or ""
+        if len(description) > 140:
+            return _invalid("Validation Failed: description is too long (maximum is 140 characters)")
+        states = self._context_states(sha)
+        required = data.get("required_contexts")
+        wanted = sorted(states) if required is None else list(required)
+        failing = [c for c in wanted if states.get(c) != "success"]
+        if failing:
+            return Response(
+                409,
+                {
+                    "message": f"Conflict: Commit status checks failed for {ref}.",
+                    "errors": [
+                        {"contexts": [{"context": c, "state": states.get(c, "missing")} for c in failing],
+                         "resource": "Deployment", "field": "required_contexts", "code": "invalid"}
+                    ],
+                },
+            )  # fmt: skip
+        if data.get("auto_merge", True) and not self._is_ancestor(self.refs[self.default_branch], sha):
+            return Response(409, {"message": f"Conflict merging {self.default_branch} into {ref}."})
+        payload = data.get("payload") or {}
+        if isinstance(payload, str):
+            try:
+                payload = json.loads(payload)
+            except ValueError:
+                return _invalid("Validation Failed: payload is not valid JSON")
+        environment = data.get("environment") or "production"
+        did = next(self._ids)
+        now = _now()
+        self._deployments[did] = {
+            "id": did,
+            "sha": sha,
+            "ref": ref,
+            "task": data.get("task") or "deploy",
+            "payload": payload,
+            "environment": environment,
+            "description": description,
+            "transient_environment": bool(data.get("transient_environment", False)),
+            "production_environment": bool(data.get("production_environment", environment == "production")),
+            "auto_merge": data.get("auto_merge", True),
+            "required_contexts": required,
+            "creator": self._caller(req),
+            "created_at": now,
+            "updated_at": now,
+        }
+        return Response(201, self._deployment_json(self._deployments[did]))
+
+    def _deployment_json(self, d: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": d["id"],
+            "node_id": f"DE_{d['id']}",
+            "url": f"{self.api}/deployments/{d['id']}",
+            "sha": d["sha"],
+            "ref": d["ref"],
+            "task": d["task"],
+            "payload": d["payload"],
+            "original_environment": d["environment"],
+            "environment": d["environment"],
+            "description": d["description"],
+            "creator": self._user_json(d["creator"]),
+            "created_at": d["created_at"],
+            "updated_at": d["updated_at"],
+            "statuses_url": f"{self.api}/deployments/{d['id']}/statuses",
+            "repository_url": self.api,
+            "transient_environment": d["transient_environment"],
+            "production_environment": d["production_environment"],
+        }
+
+    def _list_deployments(self, req: Request) -> Response:
+        filters = {k: req.query[k][-1] for k in ("sha", "ref", "task", "environment") if k in req.query}
+        items = [
+            self._deployment_json(d)
+            for d in reversed(self._deployments.values())  # newest first, as GitHub lists them
+            if all(str(d.get(k)) == v for k, v in filters.items())
+        ]
+        per_page = min(int(req.query.get("per_page", ["30"])[-1]), 100)
+        page = int(req.query.get("page", ["1"])[-1])
+        return Response(200, items[(page - 1) * per_page : page * per_page])
+
+    def _get_deployment(self, req: Request) -> Response:
+        d = self._deployments.get(int(req.match["id"]))
+        return Response(200, self._deployment_json(d)) if d else _not_found()
+
+    def _deployment_status_json(self, s: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": s["id"],
+            "node_id": f"DES_{s['id']}",
+            "url": f"{self.api}/deployments/{s['deployment_id']}/statuses/{s['id']}",
+            "state": s["state"],
+            "creator": self._user_json(s["creator"]),
+            "description": s["description"],
+            "environment": s["environment"],
+            "target_url": s["log_url"] or "",
+            "log_url": s["log_url"] or "",
+            "environment_url": s["environment_url"] or "",
+            "created_at": s["created_at"],
+            "updated_at": s["created_at"],
+            "deployment_url": f"{self.api}/deployments/{s['deployment_id']}",
+            "repository_url": self.api,
+        }
+
+    def _latest_state(self, deployment_id: int) -> str | None:
+        found = [s["state"] for s in self._deployment_statuses if s["deployment_id"] == deployment_id]
+        return found[-1] if found else None
+
+    def _create_deployment_status(self, req: Request) -> Response:
+        d = self._deployments.get(int(req.match["id"]))
+        if d is None:
+            return _not_found()
+        data = req.json() or {}
+        state = data.get("state")
+        if state not in DEPLOYMENT_STATES:
+            return _invalid("Validation Failed: state is not included in the list")
+        description = data.get("description") or ""
+        if len(description) > 140:
+            return _invalid("Validation Failed: description is too long (maximum is 140 characters)")
+        status = self._add_deployment_status(
+            d,
+            state,
+            description=description,
+            log_url=data.get("log_url") or data.get("target_url"),  # log_url replaces target_url
+            environment_url=data.get("environment_url"),
+            creator=self._caller(req),
+        )
+        if state == "success" and data.get("auto_inactive", True):
+            for other in self._deployments.values():
+                if (
+                    other["id"] != d["id"]
+                    and other["environment"] == d["environment"]
+                    and not other["transient_environment"]
+                    and not other["production_environment"]
+                    and self._latest_state(other["id"]) == "success"
+                ):
+                    self._add_deployment_status(other, "inactive", creator=status["creator"])
+        return Response(201, self._deployment_status_json(status))
+
+    def _add_deployment_status(
+        self,
+        d: dict[str, Any],
+        state: str,
+        *,
+        creator: str | None,
+        description: str = "",
+        log_url: str | None = None,
+        environment_url: str | None = None,
+    ) -> dict[str, Any]:
+        status = {
+            "id": next(self._ids),
+            "deployment_id": d["id"],
+            "state": state,
+            "description": description,
+            "environment": d["environment"],
+            "log_url": log_url,
+            "environment_url": environment_url,
+            "creator": creator,
+            "created_at": _now(),
+        }
+        self._deployment_statuses.append(status)
+        d["updated_at"] = status["created_at"]
+        return status
+
+    def _list_deployment_statuses(self, req: Request) -> Response:
+        did = int(req.match["id"])
+        if did not in self._deployments:
+            return _not_found()
+        mine = [s for s in reversed(self._deployment_statuses) if s["deployment_id"] == did]  # newest first
+        items = [self._deployment_status_json(s) for s in mine]
+        return Response(200, items)

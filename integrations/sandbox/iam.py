@@ -5,7 +5,7 @@ it through `AWS_ENDPOINT_URL_IAM`. Decisions are rules set by the test or the de
 `allow`, `deny(..., explicit=...)` or `refuse(...)` (the call itself is denied: AccessDenied, 403),
 each optionally limited to some actions and some resources (names or ARNs). The last matching rule
 wins; with no rule, every action is `allowed`. Any other IAM action (GetRole, ...) is passed through
-to `upstream_url` (moto) when one is given.
+to `upstream_url` (moto) when one is given, unless `refuse_call("GetRole")` makes it AccessDenied.
 
 Requests are recorded as for every fake (`requests`, `received()`), and each simulation's parsed
 arguments in `simulations`.
@@ -80,6 +80,7 @@ class IamFake(FakeUpstream):
         self.simulations: list[Simulation] = []
         self.page_size = 1000  # results per answer when the caller gives no MaxItems (lower it to test paging)
         self._rules_lock = threading.Lock()
+        self.refused_calls: set[str] = set()  # IAM API actions (e.g. "GetRole") answered AccessDenied, not passed on
         self.route("POST", r"/", self._handle)
 
     def start(self) -> Self:
@@ -105,9 +106,15 @@ class IamFake(FakeUpstream):
             raise ValueError(f"decision must be one of {', '.join(DECISIONS)}")
         self._add(IamRule(decision, tuple(actions), tuple(resources)))  # type: ignore[arg-type]
 
+    def refuse_call(self, *actions: str) -> None:
+        """The caller may not call these other IAM actions (e.g. "GetRole"): AccessDenied, 403."""
+        with self._rules_lock:
+            self.refused_calls.update(actions)
+
     def clear_rules(self) -> None:
         with self._rules_lock:
             self.rules.clear()
+            self.refused_calls.clear()
 
     def reset(self) -> None:
         super().reset()
@@ -131,6 +138,8 @@ class IamFake(FakeUpstream):
     def _handle(self, request: Request) -> Response:
         form = parse_qs(request.body.decode("utf-8", "replace"), keep_blank_values=True)
         action = (form.get("Action") or [""])[-1]
+        if action in self.refused_calls:
+            return _error(403, "AccessDenied", f"The caller is not authorized to perform: iam:{action}")
         if action != "SimulatePrincipalPolicy":
             return self._pass_through(request, action)
         source = (form.get("PolicySourceArn") or [""])[-1]

@@ -1,9 +1,14 @@
-"""A loopback Slack Web API: enough of chat.*, usergroups.users.list and auth.test for the bot.
+"""A loopback Slack Web API: enough of chat.*, files (upload v2), usergroups.users.list and auth.test for the bot.
 
 Methods live at `/api/<method>` (the SDK's `base_url` ends with `/api/`), accept form, JSON or query
 parameters like Slack does, and answer Slack's envelope (`{"ok": true, ...}` / `{"ok": false, "error"}`).
 Messages are kept by (channel, ts) with their latest text and blocks, so a test asserts on what a
 person would see. `response_url` posts land on `/response/<id>`. Rate limits: `rate_limit(...)`.
+
+Files arrive as slack_sdk's `files_upload_v2` sends them: `files.getUploadURLExternal` (filename and
+length) hands out an upload URL on this server, the bytes are POSTed there, and
+`files.completeUploadExternal` shares the uploaded files into a channel (a thread with `thread_ts`,
+which must be a message of that channel). `files()` returns what was shared, bytes included.
 """
 
 from __future__ import annotations
@@ -51,6 +56,21 @@ class Message:
         return json.dumps({"text": self.text, "blocks": self.blocks}, ensure_ascii=False)
 
 
+@dataclass
+class UploadedFile:
+    """A file from `files.getUploadURLExternal` on: its bytes once uploaded, where it was shared once completed."""
+
+    file_id: str
+    filename: str
+    length: int
+    alt_txt: str | None = None
+    content: bytes | None = None  # None until the upload URL received it
+    title: str | None = None
+    channel: str | None = None  # set by files.completeUploadExternal
+    thread_ts: str | None = None
+    initial_comment: str | None = None
+
+
 class SlackFake(FakeUpstream):
     """Slack's Web API on 127.0.0.1. `groups` maps user-group ids (S...) to their members."""
 
@@ -64,6 +84,8 @@ class SlackFake(FakeUpstream):
         self._ephemerals: list[dict[str, Any]] = []
         self._responses: list[tuple[str, dict[str, Any]]] = []
         self._ts = itertools.count(1)
+        self._files: dict[str, UploadedFile] = {}
+        self._file_ids = itertools.count(1)
         self._data_lock = threading.Lock()
         self._methods = {
             "auth.test": self._auth_test,
@@ -71,10 +93,13 @@ class SlackFake(FakeUpstream):
             "chat.update": self._update,
             "chat.postEphemeral": self._post_ephemeral,
             "usergroups.users.list": self._usergroup_users,
+            "files.getUploadURLExternal": self._get_upload_url,
+            "files.completeUploadExternal": self._complete_upload,
         }
         self.route("POST", r"/api/(?P<method>[\w.]+)", self._api)
         self.route("GET", r"/api/(?P<method>[\w.]+)", self._api)
         self.route("POST", r"/response/(?P<id>[\w-]+)", self._response_url)
+        self.route("POST", r"/upload/v1/(?P<id>\w+)", self._upload)
 
     def start(self) -> SlackFake:
         super().start()
@@ -106,6 +131,11 @@ class SlackFake(FakeUpstream):
         with self._data_lock:
             return [body for rid, body in self._responses if response_id is None or rid == response_id]
 
+    def files(self, channel: str | None = None) -> list[UploadedFile]:
+        """Files shared by files.completeUploadExternal (into `channel`), in the order they were shared."""
+        with self._data_lock:
+            return [f for f in self._files.values() if f.channel is not None and channel in (None, f.channel)]
+
     def calls(self, method: str) -> list[Request]:
         """Requests received for one API method (e.g. "chat.update"), faults included."""
         return self.received(path_pattern=_method_path(method))
@@ -125,6 +155,7 @@ class SlackFake(FakeUpstream):
             self._messages.clear()
             self._ephemerals.clear()
             self._responses.clear()
+            self._files.clear()
 
     # --- the API -----------------------------------------------------------------------
     def _api(self, request: Request) -> Response:
@@ -197,6 +228,56 @@ class SlackFake(FakeUpstream):
                 {"channel": params["channel"], "user": params["user"], "text": text, "blocks": blocks}
             )
         return _ok(message_ts=ts)
+
+    def _get_upload_url(self, params: dict[str, Any]) -> Response:
+        filename = params.get("filename")
+        try:
+            length = int(params.get("length"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return _error("invalid_arguments", detail="length is required (an integer)")
+        if not filename or length <= 0:
+            return _error("invalid_arguments", detail="filename and a positive length are required")
+        with self._data_lock:
+            file_id = f"F0SANDBOX{next(self._file_ids):04d}"
+            self._files[file_id] = UploadedFile(file_id, str(filename), length, alt_txt=params.get("alt_txt"))
+        return _ok(upload_url=f"{self.url}/upload/v1/{file_id}", file_id=file_id)
+
+    def _upload(self, request: Request) -> Response:
+        with self._data_lock:
+            found = self._files.get(request.match["id"])
+            if found is None or found.content is not None:
+                return Response(404, b"not found", {"Content-Type": "text/plain"})
+            if len(request.body) != found.length:
+                return Response(400, b"length mismatch", {"Content-Type": "text/plain"})
+            found.content = request.body
+        return Response(200, f"OK - {len(request.body)}".encode(), {"Content-Type": "text/plain"})
+
+    def _complete_upload(self, params: dict[str, Any]) -> Response:
+        raw = params.get("files")
+        try:
+            items = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            return _error("invalid_arguments", detail="files is not JSON")
+        if not isinstance(items, list) or not items or not all(isinstance(i, dict) and i.get("id") for i in items):
+            return _error("invalid_arguments", detail="files must list objects with an id")
+        channel = params.get("channel_id") or None
+        thread_ts = params.get("thread_ts") or None
+        if thread_ts and not channel:
+            return _error("invalid_arguments", detail="thread_ts needs channel_id")
+        with self._data_lock:
+            if thread_ts and (str(channel), str(thread_ts)) not in self._messages:
+                return _error("invalid_thread_ts")
+            found = [self._files.get(str(i["id"])) for i in items]
+            if any(f is None or f.content is None or f.channel is not None for f in found):
+                return _error("file_not_found")
+            shared = []
+            for item, f in zip(items, found, strict=True):
+                assert f is not None
+                f.title = item.get("title") or f.filename
+                f.channel, f.thread_ts = channel or "", thread_ts
+                f.initial_comment = params.get("initial_comment") or None
+                shared.append({"id": f.file_id, "title": f.title, "name": f.filename, "size": f.length})
+        return _ok(files=shared)
 
     def _usergroup_users(self, params: dict[str, Any]) -> Response:
         group = params.get("usergroup")

@@ -19,7 +19,7 @@ from integrations.sandbox.aws import AwsSandbox, AwsSeed
 
 REGION = "eu-west-1"
 NOW = datetime.now(UTC).replace(microsecond=0)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_seed(**overrides: object) -> AwsSeed:
@@ -45,6 +45,7 @@ def make_seed(**overrides: object) -> AwsSeed:
 def sandbox() -> Iterator[AwsSandbox]:
     with AwsSandbox(region=REGION) as sb:
         yield sb
+        sb.reset()  # moto's state is process-wide: leave none of this module's world to the next
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def test_cold_start_and_seed_time() -> None:
 import time
 t0 = time.perf_counter()
 from datetime import UTC, datetime
-from tests.test_aws_sandbox import make_seed
+from tests.sandbox.test_aws_sandbox import make_seed
 from integrations.sandbox.aws import AwsSandbox
 t1 = time.perf_counter()
 sb = AwsSandbox(region={REGION!r}).start()
