@@ -115,6 +115,16 @@ class Job:
     run: int  # RecentRuns id
 
 
+def require_tokens(tokens: Tokens) -> None:
+    """The tokens the app cannot start without, each named with where to find it (ConfigError)."""
+    if not tokens.slack_bot_token:
+        raise ConfigError("SLACK_BOT_TOKEN is not set: the bot token (xoxb-...) from the Slack app's OAuth page")
+    if not tokens.slack_signing_secret:
+        raise ConfigError(
+            "SLACK_SIGNING_SECRET is not set: the signing secret from the Slack app's Basic Information page"
+        )
+
+
 class CutoverBot:
     """Holds what the listeners share: the config, the clients, the executor, access rules, recent runs."""
 
@@ -132,12 +142,8 @@ class CutoverBot:
         evidence_retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
         dispatcher: ActionsDispatcher | None = None,
     ):
-        if not tokens.slack_bot_token:
-            raise ConfigError("SLACK_BOT_TOKEN is not set: the bot token (xoxb-...) from the Slack app's OAuth page")
-        if not tokens.slack_signing_secret:
-            raise ConfigError(
-                "SLACK_SIGNING_SECRET is not set: the signing secret from the Slack app's Basic Information page"
-            )
+        require_tokens(tokens)
+        assert tokens.slack_bot_token and tokens.slack_signing_secret
         for name, value in (
             ("slack_bot_token", tokens.slack_bot_token),
             ("slack_signing_secret", tokens.slack_signing_secret),

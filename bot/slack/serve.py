@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from bot.slack.app import require_tokens
 from bot.slack.wsgi import WSGIApp, build_application
+from commands.config import Tokens, load_config
 
 # One worker: the retry de-duplication set, the run executor and `/cutover status` live in the
 # process, so a Slack retry landing on a second worker could run twice. Scale with threads.
@@ -16,7 +19,7 @@ THREADS = 8
 
 
 class _Gunicorn(BaseApplication):
-    def __init__(self, app: WSGIApp, options: dict[str, Any]) -> None:
+    def __init__(self, app: Callable[[], WSGIApp], options: dict[str, Any]) -> None:
         self._app = app
         self._options = options
         super().__init__()
@@ -26,7 +29,9 @@ class _Gunicorn(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> WSGIApp:
-        return self._app
+        # Built in the worker, after the fork: the app starts threads (outbox drainer, watch resume)
+        # that must live in the process that serves, not in gunicorn's master.
+        return self._app()
 
 
 DEFAULT_PORT = 3000
@@ -47,6 +52,9 @@ def serve_port(given: int | None) -> int:
 
 
 def serve(*, port: int, host: str = "0.0.0.0") -> int:  # noqa: S104 - a server listens on all interfaces
-    app = build_application()  # config and token problems surface here, as exit 2, before binding
-    _Gunicorn(app, {"bind": f"{host}:{port}", "workers": WORKERS, "threads": THREADS, "accesslog": None}).run()
+    require_tokens(Tokens())  # config and token problems surface here, as exit 2, before binding
+    load_config()
+    _Gunicorn(
+        build_application, {"bind": f"{host}:{port}", "workers": WORKERS, "threads": THREADS, "accesslog": None}
+    ).run()
     return 0
