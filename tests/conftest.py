@@ -60,7 +60,8 @@ def assert_nothing_planted(sandbox: Sandbox, *outputs: str) -> None:
 
 
 # moto's state is process-wide: the modules that reset it (they test the AWS sandbox itself) run
-# before anything starts the session sandbox, whose seeded world a reset would wipe.
+# before anything starts the session sandbox, whose seeded world a reset would wipe. With xdist's
+# `--dist loadfile` each worker is its own process and is handed whole files in this order.
 RESETS_MOTO = ("tests/sandbox/test_aws_sandbox.py", "tests/test_aws_client.py")
 
 
