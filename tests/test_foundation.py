@@ -272,3 +272,48 @@ def test_requests_from_every_surface_record_who_asked(config_path, tmp_path, cap
     report = json.loads((bundle / "report.json").read_text())
     assert report["requested_by"].startswith("cli:")
     assert ALICE  # the Slack surface records the Slack user id (tests/test_slack_app.py)
+
+
+# --- a new command is its module plus one registry entry ----------------------------------------
+def run_hello(run):
+    """A whole command module for this test: one read-only step."""
+    from commands.checks import passed
+    from commands.run_context import Steps
+
+    steps = Steps(run)
+    steps.run("hello", lambda: passed(f"hello from {run.request.env}"))
+    return steps.report()
+
+
+def test_a_new_command_is_one_module_and_one_registry_entry(monkeypatch, config_path, tmp_path, capsys):
+    from commands.registry import CommandSpec
+
+    monkeypatch.setitem(
+        COMMANDS,
+        "hello",
+        CommandSpec(
+            name="hello",
+            title="Hello",
+            summary="says hello (a test command)",
+            runner="tests.test_foundation:run_hello",
+            planner=None,
+            next_step="next: nothing",
+            mutating=False,
+        ),
+    )
+    # The CLI: a subcommand, run through the gate and execute, with its evidence bundle.
+    assert main(["hello", "--env", "prod", "--config", str(config_path), "--evidence-dir", str(tmp_path)]) == 0
+    assert "PASS hello prod: 1 passed" in capsys.readouterr().out
+    # Slack: a listener and a help line, from the same entry.
+    with served_bot(run_hello_in_slack) as h:
+        assert "`/hello ENV" in h.command("/cutover", "help").json()["text"]
+        assert h.command("/hello", "prod").json()["text"] == "Hello prod queued"
+        [final] = h.final_messages(1)
+        assert "hello from prod" in final.all_text()
+
+
+def run_hello_in_slack(request, *, config, progress, **_):
+    """The Slack app's runner seam: execute itself, with this test's map."""
+    from commands.execute import execute
+
+    return execute(request, config=config, progress=progress)

@@ -62,9 +62,10 @@ def test_preflight_and_rollback_are_always_allowed(store: StateStore, command: s
     assert why_not(store, "prod", command, NOW, AGES) is None
 
 
-def test_an_unknown_command_is_a_usage_error(store: StateStore) -> None:
-    with pytest.raises(ValueError, match="unknown command 'deploy'"):
-        why_not(store, "prod", "deploy", NOW, AGES)
+def test_a_command_without_a_phase_rule_may_run_at_any_time(store: StateStore) -> None:
+    # Which commands exist is the registry's to say (the gate refuses an unknown one, tests/test_foundation.py);
+    # the phase rules only order the cutover's own steps.
+    assert why_not(store, "prod", "hello", NOW, AGES) is None
 
 
 # --- canary ------------------------------------------------------------------------------------
