@@ -55,32 +55,19 @@ def test_overall_status_is_derived_from_the_checks_and_cannot_be_set():
 
 
 # --- the gate: the same reason on every surface --------------------------------------------------
-def test_a_refusal_reads_the_same_on_the_cli_and_in_slack(config_path, capsys):
-    unbuilt = next((n for n, s in COMMANDS.items() if not s.available), None)
-    if unbuilt is None:
-        pytest.skip("every command is built")
-    assert main([unbuilt, "--env", "prod", "--config", str(config_path)]) == 2
-    cli_reason = capsys.readouterr().err.strip().removeprefix("error: ")
-    from commands.gate import admit
-    from commands.registry import UsageError
-    from tests.slack_support import make_config
+def test_a_refusal_reads_the_same_on_the_cli_and_in_slack(sandbox, config_path, capsys):
+    from commands.config import Tokens, load_config
+    from commands.execute import execute
+    from integrations.sandbox.env import ENGINEER
 
-    with pytest.raises(UsageError) as refused:
-        admit(build_request(unbuilt), make_config(), authorizer=AllowAll())
-    assert cli_reason == str(refused.value)
-
-
-class AllowAll:
-    def may_run(self, user_id: str, env: str, command: str):
-        from commands.access import Decision
-
-        return Decision(True)
-
-
-def build_request(command: str):
-    from commands.request import RunRequest
-
-    return RunRequest(command, "prod")
+    # No preflight ever passed for `wrong-flag`: the gate's phase rule refuses the canary.
+    assert main(["canary", "--env", "wrong-flag", "--config", str(config_path)]) == 1
+    cli_reason = capsys.readouterr().err.strip().removeprefix("refused: ")
+    assert cli_reason.startswith("no PASS preflight for wrong-flag in the last 60 min")
+    with served_bot(execute, config=load_config(config_path), fake=sandbox.slack, tokens=Tokens()) as h:
+        reply = h.command("/canary", "wrong-flag", user=ENGINEER).json()
+    assert reply["response_type"] == "ephemeral"
+    assert reply["text"] == f"{cli_reason} Nothing was run."
 
 
 def test_slack_access_is_decided_by_the_gate_and_names_who_may():
