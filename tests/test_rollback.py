@@ -57,7 +57,7 @@ ELSEWHERE = "C0ELSEWHERE"
 
 
 @pytest.fixture(scope="module")
-def envs(sandbox: Sandbox) -> dict[str, Any]:
+def envs(sandbox: Sandbox) -> Iterator[dict[str, Any]]:
     scenarios = {
         PAUSE: Scenario(rule_enabled=True, outbound_enabled=True),
         SLACK_CONFIRM: Scenario(rule_enabled=True, outbound_enabled=True),
@@ -70,7 +70,10 @@ def envs(sandbox: Sandbox) -> dict[str, Any]:
         DRY: Scenario(outbound_enabled=True),
         WRONG: Scenario(outbound_enabled=True, config_account_id="999988887777"),  # the map names another account
     }
-    return {name: sandbox.add_env(name, scenario) for name, scenario in scenarios.items()}
+    added = {name: sandbox.add_env(name, scenario) for name, scenario in scenarios.items()}
+    yield added
+    for env in added.values():  # no background invocations left filling moto for the modules after this one
+        env.set_rule(enabled=False, by="test teardown")
 
 
 @pytest.fixture(scope="module")

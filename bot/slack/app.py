@@ -185,7 +185,9 @@ class CutoverBot:
             max_workers=config.concurrent_runs(), thread_name_prefix="cutover-run"
         )
         self.queue = RunQueue(self.executor, queue_capacity or max(64, 4 * config.max_concurrency))
-        self.urgent = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cutover-urgent")
+        # Rollbacks: a lane of their own, never queued behind other runs. Each holds a thread for its
+        # propagation wait and quiet window (minutes in production), so the lane has room for several.
+        self.urgent = ThreadPoolExecutor(max_workers=8, thread_name_prefix="cutover-urgent")
         self.recent = RecentRuns()
         self.dedup = RetryDedup()
         self.app = self._build_app(token, tokens.slack_signing_secret, base_url)
@@ -284,7 +286,10 @@ class CutoverBot:
         for command, command_spec in COMMANDS.items():
             note = "" if command_spec.available or not self.real_runner else " _(not available yet)_"
             lines.append(f"• {usage(command, envs).removeprefix('Usage: ')}: {command_spec.summary}{note}")
-        lines.append("• `/cutover status`: what ran recently (in this bot process)")
+        lines.append(
+            "• `/cutover status [ENV] [public]`: the phase, the lock, the last runs, pending approvals and "
+            "the audit trail (privately unless `public`)"
+        )
         for env_name, env in sorted(envs.items()):
             who = ", ".join(mention(x) for x in env.runners) or "nobody (set `runners`)"
             lines.append(f"{env_name}: may run: {who}")
