@@ -38,7 +38,11 @@ def _positive(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m bot", description="Cutover bot: run the Order Status cutover safely.")
     sub = parser.add_subparsers(dest="subcommand", required=True, parser_class=_Parser)
-    sub.add_parser("demo", help="run the bot's main job on the embedded sandbox (no network)")
+    demo = sub.add_parser("demo", help="the whole cutover on the embedded sandbox, through Slack (no network)")
+    demo.add_argument("--step", action="store_true", help="pause for Enter between steps (on a terminal)")
+    demo.add_argument("--keep", action="store_true", help="leave the sandbox and the app running (Ctrl-C stops)")
+    demo.add_argument("--send", metavar="COMMAND", help='sign and send a command to a --keep demo: "/cutover help"')
+    demo.add_argument("--as", dest="as_user", help="the Slack user id --send speaks as (default: the engineer)")
     serve = sub.add_parser("serve", help="serve the Slack app over HTTP (POST /slack/events, GET /healthz)")
     serve.add_argument("--port", type=int, default=None, help="default: $PORT, else 3000")
     sub.add_parser("socket", help="run the Slack app in Socket Mode (needs SLACK_APP_TOKEN)")
@@ -109,9 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.subcommand == "demo":
-        from bot.terminal.demo import run_demo
+        from bot.terminal.demo import run_demo, send
 
-        return run_demo()
+        if args.send is not None:
+            return send(args.send, user=args.as_user) if args.as_user else send(args.send)
+        return run_demo(step=args.step, keep=args.keep)
     if args.subcommand == "verify":
         return _verify(args.bundle)
     if args.subcommand == "status":
