@@ -411,3 +411,17 @@ def test_the_wsgi_entry_point_fails_with_one_clear_line(tmp_path, monkeypatch, c
     assert "cutover bot cannot start:" in err
     assert "missing.toml: no such file" in err
     assert "Traceback" not in err
+
+
+def test_a_user_mention_in_a_detail_reads_as_a_name_but_nothing_else_becomes_mrkdwn():
+    from bot.slack.blocks import result_blocks
+
+    now = datetime.now(UTC)
+    detail = "approved by <@U0MANAGER1>; <!channel> <http://evil.example|click> <!subteam^S0X>"
+    report = Report(
+        command="canary", env="prod", run_id="r1", started_at=now, finished_at=now,
+        checks=[CheckResult(name="approval", status=Status.PASS, detail=detail)],
+    )  # fmt: skip
+    text = json.dumps(result_blocks(Outcome(report, None, EvidenceResult("local", "kept"))).blocks)
+    assert "approved by <@U0MANAGER1>" in text
+    assert "<!channel>" not in text and "<http" not in text and "<!subteam" not in text

@@ -10,6 +10,7 @@ blocks in all (`msg_blocks_too_long` has been seen at about 13k).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -170,7 +171,16 @@ def _check_line(check: CheckResult, redactor: Redactor) -> str:
         detail = detail[: limit - 1] + "…"
     name = escape(redactor.redact(check.name))
     status = f"*{check.status}* " if check.status != Status.PASS else ""
-    return f"{STATUS_ICON[check.status]} {status}`{name}`" + (f": {escape(detail)}" if detail else "")
+    return f"{STATUS_ICON[check.status]} {status}`{name}`" + (f": {_user_mentions(escape(detail))}" if detail else "")
+
+
+_ESCAPED_USER = re.compile(r"&lt;@([UW][A-Z0-9]{2,20})&gt;")
+
+
+def _user_mentions(escaped: str) -> str:
+    """Who approved or confirmed reads as a name: a plain user mention (`<@U..>`) is the one piece
+    of mrkdwn let back in. Links, `<!channel>` and group pings stay escaped."""
+    return _ESCAPED_USER.sub(r"<@\1>", escaped)
 
 
 def _check_blocks(
