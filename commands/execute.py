@@ -24,7 +24,7 @@ from commands.evidence import Bundle, write_bundle
 from commands.gate import Authorizer, LocalOperator, Refused, admit
 from commands.registry import CommandSpec, UsageError
 from commands.render import summary_line
-from commands.report import CheckResult, Report, new_run_id
+from commands.report import CheckResult, Report, Status, new_run_id
 from commands.request import ProgressFn, RunRequest
 from commands.run_context import LEASE_S, LeaseKeeper, RunContext
 from commands.state import (
@@ -102,22 +102,34 @@ def execute(
     run = RunContext(request, config, gate.env, store, request.run_id or new_run_id(), progress)
     log.info("%s %s: run %s requested by %s (%s)", request.command, request.env, run.run_id, request.requested_by,
              request.surface)  # fmt: skip
+    unrecorded: str | None = None  # why the store could not record this (urgent) run
     with _holding_the_lock(run, gate.spec):
         approved = _use_approval(run)  # once, atomically, holding the lock: a second use is refused
-        store.record_run_start(
-            RunRecord(
-                run_id=run.run_id,
-                env=request.env,
-                command=request.command,
-                started_at=run.started_at,
-                requested_by=request.requested_by,
-                surface=request.surface,
-                pr=request.pr,
+        try:
+            store.record_run_start(
+                RunRecord(
+                    run_id=run.run_id,
+                    env=request.env,
+                    command=request.command,
+                    started_at=run.started_at,
+                    requested_by=request.requested_by,
+                    surface=request.surface,
+                    pr=request.pr,
+                )
             )
-        )
+        except StateError as exc:
+            if not gate.spec.urgent:
+                raise Refused("state", _store_down(exc, request.env)) from None
+            log.warning("the state store is unavailable (%s): the rollback runs unrecorded", exc)
+            unrecorded = str(exc)
         deploying = start_in_background(publisher, request, run.run_id)  # `in_progress` on GitHub, never waited on
         for step in request.confirmations:  # the CLI's --confirm: recorded as the OS user, before the run asks
-            store.record_confirmation(request.env, run.run_id, step, request.requested_by, request.surface)
+            try:
+                store.record_confirmation(request.env, run.run_id, step, request.requested_by, request.surface)
+            except StateError as exc:
+                if not gate.spec.urgent:
+                    raise Refused("state", _store_down(exc, request.env)) from None
+                log.warning("the state store is unavailable (%s): --confirm %s not recorded", exc, step)
         try:
             report = gate.spec.load_runner()(run)
         except BaseException:
@@ -125,6 +137,15 @@ def execute(
             raise
     if approved is not None:  # the evidence shows who approved what, bound to which head and evidence
         report = report.model_copy(update={"checks": [approved, *report.checks]})
+    if unrecorded is not None:  # the phase rules cannot see this run: say so in its evidence
+        note = CheckResult(
+            name="state_store",
+            status=Status.WARN,
+            detail=f"not recorded: the state store was unavailable ({unrecorded}); the phase rules do not know of "
+            f"this {request.command}: record it by running /{request.command} {request.env} again when the store "
+            "answers",
+        )
+        report = report.model_copy(update={"checks": [*report.checks, note]})
     bundle = write_bundle(
         report,
         evidence_root or config.evidence_dir,
@@ -182,23 +203,37 @@ def _holding_the_lock(run: RunContext, spec: CommandSpec) -> Iterator[None]:
             lease = run.store.acquire(run.request.env, holder, LEASE_S)
     except LockHeld as exc:
         raise Refused("lock", f"{exc} Try again when it finishes, or /rollback {run.request.env} to stop it.") from None
+    except StateError as exc:
+        if not spec.urgent:
+            raise Refused("state", _store_down(exc, run.request.env)) from None
+        # A rollback never waits on the store: it acts without the lock (nothing else can take it either).
+        log.warning("the state store is unavailable (%s): the rollback acts without the env's lock", exc)
+        yield
+        return
     run.lease = lease
     with LeaseKeeper(run.store, lease):
         yield
 
 
+def _store_down(exc: StateError, env: str) -> str:
+    return (
+        f"the state store is unavailable ({exc}): nothing was changed. Try again when it answers; "
+        f"/rollback {env} works without it"
+    )
+
+
 def _finish(store: StateStore, run: RunContext, status: RunStatus, *, summary: str, sha256: str | None = None) -> None:
     try:
         store.record_run_finish(run.request.env, run.run_id, status, evidence_sha256=sha256, summary=summary)
-    except StateError:  # the bundle on disk is the record; a store that cannot write must not lose it
-        log.exception("recording the end of run %s failed", run.run_id)
+    except StateError as exc:  # the bundle on disk is the record; a store that cannot write must not lose it
+        log.warning("recording the end of run %s failed: %s", run.run_id, exc)
 
 
 def _finish_evidence(store: StateStore, run: RunContext, url: str) -> None:
     try:
         store.set_run_evidence(run.request.env, run.run_id, url)
-    except StateError:
-        log.exception("recording the evidence link of run %s failed", run.run_id)
+    except StateError as exc:
+        log.warning("recording the evidence link of run %s failed: %s", run.run_id, exc)
 
 
 def _publish(

@@ -98,8 +98,8 @@ class RunContext:
             self.store.audit(
                 self.request.env, actor or self.requester, action, self.request.surface, self.run_id, detail
             )
-        except StateError:  # the audit trail is evidence, but a store hiccup must not stop a rollback
-            log.exception("audit %s failed", action)
+        except StateError as exc:  # the audit trail is evidence, but a store hiccup must not stop a rollback
+            log.warning("audit %s failed: %s", action, exc)
 
 
 class LeaseKeeper:

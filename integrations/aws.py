@@ -7,6 +7,7 @@ upstream message (AWS validation messages can echo request values) and keep only
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
+from xml.etree import ElementTree
 
 import boto3
 import botocore.loaders
@@ -251,6 +253,7 @@ class Aws:
                     client = _new_session(self.region).client(
                         service, endpoint_url=self._endpoint_url, config=self._config
                     )
+                    client.meta.events.register("before-parse", reject_malformed)
                     _SHARED_CLIENTS[key] = client
             self._clients[service] = client
         return client
@@ -903,6 +906,30 @@ def _parse_flag(action: str, raw: str) -> bool:
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class MalformedAnswer(BotoCoreError):
+    """A body that cannot be read (cut off, not JSON or XML). botocore would parse a broken JSON body as an
+    empty success (a secret "present", a flag "absent"): unknown is never success."""
+
+    fmt = "the answer could not be read ({detail}): nothing in it was trusted"
+
+
+def reject_malformed(operation_model: Any, response_dict: dict[str, Any], **_: Any) -> None:
+    """botocore's before-parse hook: a JSON or XML answer must parse before botocore reads it."""
+    body = response_dict.get("body")
+    if not isinstance(body, bytes | bytearray) or not body.strip() or operation_model.has_streaming_output:
+        return
+    service = operation_model.service_model
+    protocol = getattr(service, "resolved_protocol", None) or service.metadata.get("protocol", "")
+    status = response_dict.get("status_code")
+    try:
+        if protocol in ("json", "rest-json"):
+            json.loads(body.decode("utf-8"))
+        elif protocol in ("query", "ec2", "rest-xml"):
+            ElementTree.fromstring(body)  # noqa: S314 - botocore parses the same bytes with ElementTree next
+    except (ValueError, ElementTree.ParseError) as exc:  # the body is not echoed: it may hold anything
+        raise MalformedAnswer(detail=f"HTTP {status}, {len(body)} bytes, {type(exc).__name__}") from None
 
 
 def _raise_upstream(action: str, exc: ClientError | BotoCoreError, *, sensitive: bool = False) -> NoReturn:

@@ -23,6 +23,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
+from integrations.aws import reject_malformed
 from integrations.errors import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S, UPSTREAM_TEXT_MAX, UpstreamError
 
 _SERIALIZER = TypeSerializer()
@@ -178,7 +179,9 @@ class DynamoTable:
         botocore_session.register_component("data_loader", _MODEL_LOADER)  # models parsed once per process
         session = boto3.session.Session(botocore_session=botocore_session, region_name=self.region)
         try:
-            return session.client("dynamodb", endpoint_url=self._endpoint_url, config=self._config)
+            client = session.client("dynamodb", endpoint_url=self._endpoint_url, config=self._config)
+            client.meta.events.register("before-parse", reject_malformed)  # a cut-off answer is not a success
+            return client
         except NoRegionError:
             raise UpstreamError(
                 "aws",

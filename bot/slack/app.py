@@ -421,7 +421,7 @@ class CutoverBot:
                 title=REDACTOR.redact(f"{title(report.command)} {report.env}: worker invocations and errors"),
                 alt_txt="the worker's invocations and errors per period around the run, with its events marked",
             )
-        except (SlackApiError, SlackClientError, OSError) as exc:
+        except (SlackApiError, SlackClientError, OSError, ValueError) as exc:  # ValueError: an answer not JSON
             log.warning("the chart of run %s was not posted: %s", report.run_id, slack_error(exc))
 
     def submit_approved(self, request: RunRequest, channel: str) -> str | None:

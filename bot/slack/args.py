@@ -4,6 +4,7 @@ with what was wrong."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 
 from commands.redaction import redact_and_clip
@@ -69,6 +70,8 @@ def parse_command_text(text: str | None, *, command: str, envs: Iterable[str], r
 
 
 def _echo(word: str) -> str:
-    """A person's word, safe to quote in mrkdwn: short, and no mention or link syntax."""
+    """A person's word, safe to quote in mrkdwn: short, no mention or link syntax, and no invisible or
+    direction-changing characters (a right-to-left override would reorder the rest of the refusal)."""
     word = redact_and_clip(word, _ECHO_MAX)  # redact, then cut: a cut secret no longer matches
+    word = "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) in ("Cf", "Cc") else c for c in word)
     return word.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("`", "'")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.execution.evidence_publisher import publisher_for, start_drainer
@@ -15,8 +16,9 @@ from bot.slack.blocks import notice_blocks, progress_blocks, result_blocks, star
 from bot.slack.live_message import LiveMessage, slack_error
 from commands.config import CutoverConfig, Tokens
 from commands.redaction import install_log_redaction
+from commands.registry import COMMANDS
 from commands.report import CheckResult
-from commands.state import WatchState
+from commands.state import LockInfo, RunRecord, RunStatus, StateStore, WatchState, store_for
 
 log = logging.getLogger(__name__)
 ENABLE_OUTBOUND = "enable-outbound"
@@ -34,6 +36,7 @@ def build_bot(config: CutoverConfig, tokens: Tokens, **overrides: Any) -> Cutove
     options.update(overrides)
     bot = CutoverBot(config=config, tokens=tokens, **options)
     resume_watches(bot, config)
+    report_interrupted_runs(bot, config)
     return bot
 
 
@@ -57,6 +60,104 @@ def resume_watches(bot: CutoverBot, config: CutoverConfig) -> threading.Thread:
     thread = threading.Thread(target=resume_all, name="resume-watches", daemon=True)
     thread.start()
     return thread
+
+
+def report_interrupted_runs(bot: CutoverBot, config: CutoverConfig) -> threading.Thread:
+    """Runs an earlier process left RUNNING (killed mid-rollback, mid-canary, before a watch began): each is
+    marked INTERRUPTED in the store and the channel is told what to do. Nothing resumes them: a rollback is
+    re-run by a person (every step is idempotent and it takes the lock over). A run that still holds its
+    lock may be alive elsewhere (a CLI, an Actions runner): it is judged once its lease has lapsed without
+    renewal. A Slack run of the local executor ran in the app's own processes: it died with them. In the
+    background: start-up never waits for the store."""
+
+    def check_all() -> None:
+        try:
+            store = store_for(config)
+            watched = {(w.env, w.run_id) for w in store.active_watches()}  # resume_watches handles those
+            found = [
+                run
+                for env in config.envs
+                for run in store.runs(env, limit=20)
+                if run.status == RunStatus.RUNNING
+                and not run.dry_run
+                and (run.env, run.run_id) not in watched
+                and (spec := COMMANDS.get(run.command)) is not None
+                and spec.mutating
+            ]
+        except Exception:
+            log.exception("reading the interrupted runs failed")
+            return
+        for run in found:
+            threading.Thread(
+                target=_report_interrupted,
+                args=(bot, config, store, run),
+                name=f"interrupted-{run.run_id}",
+                daemon=True,
+            ).start()
+
+    thread = threading.Thread(target=check_all, name="interrupted-runs", daemon=True)
+    thread.start()
+    return thread
+
+
+def _report_interrupted(bot: CutoverBot, config: CutoverConfig, store: StateStore, run: RunRecord) -> None:
+    try:
+        lock = store.lock_holder(run.env)
+        ours = lock is not None and lock.holder.run_id == run.run_id
+        died_with_the_app = run.surface == "slack" and config.executor == "local"
+        if ours and not died_with_the_app:
+            assert lock is not None
+            while True:  # alive elsewhere renews its lease; a dead holder lets it lapse
+                wait_s = (lock.expires_at - datetime.now(UTC)).total_seconds() + 1.0
+                time.sleep(max(0.0, wait_s))
+                again = store.lock_holder(run.env)
+                if again is None or again.holder.run_id != run.run_id:
+                    break
+                if again.expires_at <= lock.expires_at:  # not renewed (a clock skew): look once more
+                    lock = again
+                    continue
+                log.info("run %s on %s still renews its lock: not interrupted", run.run_id, run.env)
+                return
+            lock = None
+        current = store.get_run(run.env, run.run_id)
+        if current is None or current.status != RunStatus.RUNNING:
+            return
+        notice = interrupted_notice(run, lock if ours else None)
+        store.record_run_finish(run.env, run.run_id, RunStatus.INTERRUPTED, summary=notice)
+        store.audit(run.env, "cutover-bot", "run.interrupted", "slack", run.run_id, detail=notice)
+    except Exception:
+        log.exception("reporting the interrupted run %s failed", run.run_id)
+        return
+    log.warning("%s", notice)
+    channel = config.slack.channel or ""
+    try:
+        bot.client.chat_postMessage(channel=channel, **notice_blocks(notice, icon="⚠️").as_kwargs())
+    except Exception as exc:
+        log.warning("posting the interrupted-run notice failed: %s", slack_error(exc))
+
+
+def interrupted_notice(run: RunRecord, lock: LockInfo | None) -> str:
+    """What the channel reads about a run the bot stopped in the middle of, and what to do now."""
+    who = run.requested_by
+    if who[:1] in ("U", "W") and who.isalnum():
+        who = f"<@{who}>"
+    head = (
+        f"The {run.command} of {run.env} (run {run.run_id}, requested by {who}, started "
+        f"{run.started_at:%H:%M:%S} UTC) was interrupted: the bot stopped before it finished, and it is "
+        "recorded as INTERRUPTED."
+    )
+    frees = f" Its lock frees at {lock.expires_at:%H:%M:%S} UTC (when its lease runs out)." if lock else ""
+    if run.command == "rollback":
+        todo = (
+            f" The outbound flag may not be false yet: run `/rollback {run.env}` again now. Every step is "
+            "idempotent, and a rollback takes the lock over at once."
+        )
+    else:
+        todo = (
+            f" Nothing resumes it. Check the outbound flag with `/cutover status {run.env}`; if in doubt, "
+            f"`/rollback {run.env}` (always allowed), else run `/{run.command} {run.env}` again."
+        )
+    return head + frees + todo
 
 
 def _resume_one(bot: CutoverBot, config: CutoverConfig, state: WatchState) -> None:

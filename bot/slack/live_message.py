@@ -53,7 +53,7 @@ class LiveMessage:
         try:
             response = self._client.chat_postMessage(channel=self.channel, **rendered.as_kwargs())
             self.ts, self.channel = response["ts"], response.get("channel") or self.channel
-        except (SlackApiError, SlackClientError, OSError) as exc:
+        except (SlackApiError, SlackClientError, OSError, ValueError) as exc:  # ValueError: a body not JSON
             # e.g. not_in_channel: the result still reaches the person through response_url.
             log.warning("chat.postMessage failed in %s: %s", self.channel, slack_error(exc))
         self._last = self._clock()
@@ -70,7 +70,7 @@ class LiveMessage:
                 return
             self._last = self._clock()
             self._progress_client.chat_update(channel=self.channel, ts=self.ts, **render().as_kwargs())
-        except (SlackApiError, SlackClientError, OSError) as exc:
+        except (SlackApiError, SlackClientError, OSError, ValueError) as exc:
             log.info("progress update skipped: %s", slack_error(exc))
         finally:
             self._lock.release()
@@ -118,7 +118,7 @@ class LiveMessage:
                 try:
                     attempt()
                     return True
-                except (SlackApiError, SlackClientError, OSError, RuntimeError) as exc:
+                except (SlackApiError, SlackClientError, OSError, RuntimeError, ValueError) as exc:
                     log.warning("final message via %s failed: %s", name, slack_error(exc))
         log.error("the result of a run could not be delivered to Slack (channel %s)", self.channel)
         return False

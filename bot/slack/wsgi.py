@@ -13,12 +13,14 @@ several threads: the retry deduplication and the run executor live in the proces
 from __future__ import annotations
 
 import io
+import json
 import logging
 import sys
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
 from typing import Any
+from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from slack_bolt import App
@@ -56,13 +58,43 @@ def make_wsgi_app(bolt_app: App, *, max_body_bytes: int = MAX_BODY_BYTES) -> WSG
                 return _plain(start_response, "413 Payload Too Large", b"request body too large")
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
+        else:
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+        if _malformed_interaction(body):
+            log.warning("a Slack interaction whose payload has no usable action was refused (400)")
+            return _plain(start_response, "400 Bad Request", b"malformed Slack interaction payload: nothing was done")
         try:
             return slack(environ, start_response)
-        except ValueError:  # Bolt parses the body before anything else: a `payload=` that is not JSON
+        # Bolt parses the body before anything else: a `payload=` that is not JSON (ValueError), or JSON that
+        # is not an object (`payload=[]`, `payload=null`: Bolt's context builder raises AttributeError/TypeError)
+        except (ValueError, AttributeError, TypeError):
             log.warning("a Slack request whose body is not valid JSON or form data was refused (400)")
             return _plain(start_response, "400 Bad Request", b"malformed Slack request body: nothing was done")
 
     return application
+
+
+def _malformed_interaction(body: bytes) -> bool:
+    """An interaction the app cannot act on, which Bolt's matchers may crash on (500 and a traceback): the
+    app handles button clicks only (`block_actions` with a user and a list of actions with an action_id), so
+    any other shape is refused before the signature check. Nothing in it is acted on either way."""
+    if not body.startswith(b"payload="):
+        return False
+    try:
+        payload = json.loads(parse_qs(body.decode("utf-8"), max_num_fields=20).get("payload", [""])[-1])
+    except (ValueError, UnicodeDecodeError):
+        return False  # Bolt's own parse refuses it (400 below)
+    if not isinstance(payload, dict) or payload.get("type") != "block_actions":
+        return True
+    user, actions = payload.get("user"), payload.get("actions")
+    if not isinstance(user, dict) or not isinstance(user.get("id"), str):
+        return True
+    return not (
+        isinstance(actions, list)
+        and actions
+        and all(isinstance(a, dict) and isinstance(a.get("action_id"), str) for a in actions)
+    )
 
 
 def _plain(start_response: Callable[..., Any], status: str, body: bytes) -> list[bytes]:

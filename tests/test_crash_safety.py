@@ -1,0 +1,144 @@
+"""Crash safety: the production server (`python -m bot serve`, a subprocess on the sandbox) is killed with
+SIGKILL in the middle of a /rollback; the next app (bot.slack.compose.build_bot on the same map and store)
+finds the run RUNNING, records it INTERRUPTED, tells the channel what to do, and the dead run's lock frees
+when its lease runs out (a new rollback takes it over at once). Evidence a run queued while GitHub was down
+survives the kill in the outbox and is delivered by the next process.
+
+The kill in the middle of the enable-outbound watch and its resume are in tests/test_enable_outbound_restart.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.execution.evidence_publisher import OUTBOX_DIR
+from commands.config import load_config
+from commands.execute import execute
+from commands.outbox import Outbox
+from commands.request import RunRequest
+from commands.state import RunStatus, store_for
+from integrations.sandbox.env import CHANNEL, ENGINEER, PR_NUMBER, Sandbox, Scenario, outbound_parameter
+from integrations.sandbox.http import Fault
+from integrations.sandbox.slack_requests import signed_headers, slash_command_body
+from tests.test_enable_outbound_restart import second_bot, served_in_a_subprocess
+from tests.test_enable_outbound_support import add_envs, lever, wait_for
+
+KILLED, QUEUED = "cs-killed", "cs-queued"
+SCENARIOS = {
+    KILLED: Scenario(outbound_enabled=True),
+    QUEUED: Scenario(outbound_enabled=True),
+}
+
+
+@pytest.fixture(scope="module")
+def crash_env(sandbox: Sandbox) -> Sandbox:
+    add_envs(sandbox, SCENARIOS)
+    return sandbox
+
+
+def crash_map(sandbox: Sandbox, directory: Path) -> Path:
+    """State and evidence in `directory`; the killed env's quiet window long enough to kill the server in it."""
+    text = sandbox.config_toml(
+        evidence_dir=str(directory / "evidence"), state=f"sqlite:///{(directory / 'state.db').resolve()}"
+    )
+    section = f"[envs.{KILLED}.rollback]\nquiet_minutes = 0.05\n"
+    assert section in text
+    text = text.replace(section, f"[envs.{KILLED}.rollback]\nquiet_minutes = 0.5\n")
+    text = text.replace("quiet_minutes = 0.05", "quiet_minutes = 0.0166")  # the other envs: fast
+    path = directory / "cutover.sandbox.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def slash(url: str, sandbox: Sandbox, command: str, text: str, rid: str) -> httpx.Response:
+    body = slash_command_body(
+        command, text, user=ENGINEER, channel=CHANNEL, response_url=sandbox.slack.response_url(rid)
+    )
+    return httpx.post(
+        f"{url}/slack/events", content=body, headers=signed_headers(body, sandbox.slack_signing_secret), timeout=10
+    )
+
+
+def channel_texts(sandbox: Sandbox) -> list[str]:
+    return [m.all_text() for m in sandbox.slack.messages(CHANNEL)]
+
+
+def test_a_rollback_killed_mid_run_is_recorded_interrupted_the_channel_told_and_the_outbox_delivered(
+    crash_env, tmp_path
+):
+    sandbox = crash_env
+    map_path = crash_map(sandbox, tmp_path)
+    config = load_config(map_path)
+    store = store_for(config)
+    outbox = Outbox(Path(config.evidence_dir) / OUTBOX_DIR)
+    sandbox.slack.reset()
+    sandbox.github.inject("/repos/", Fault("status", 503))  # GitHub is down for the first process
+    try:
+        with served_in_a_subprocess(map_path, tmp_path) as (proc, url):
+            # 1. A rollback with a PR finishes while GitHub is down: its evidence waits in the outbox.
+            assert slash(url, sandbox, "/rollback", f"{QUEUED} pr={PR_NUMBER}", "q1").status_code == 200
+            done = wait_for(
+                lambda: [t for t in channel_texts(sandbox) if f"rollback {QUEUED}" in t and "pending" in t],
+                timeout_s=60,
+                what="the queued rollback's result in the channel",
+            )
+            assert "PASS rollback" in done[0] or "FAIL rollback" in done[0]
+            queued = store.last_run(QUEUED, "rollback")
+            assert queued is not None and queued.status in (RunStatus.PASS, RunStatus.FAIL)
+            assert wait_for(lambda: outbox.pending(), timeout_s=10, what="the evidence job in the outbox")
+
+            # 2. A rollback killed in its quiet window: the lever is already false, the run not finished.
+            assert slash(url, sandbox, "/rollback", KILLED, "k1").status_code == 200
+
+            def in_the_quiet_window() -> bool:
+                run = store.last_run(KILLED, "rollback")
+                return run is not None and run.status == RunStatus.RUNNING and lever(sandbox, KILLED)[0] == "false"
+
+            wait_for(in_the_quiet_window, timeout_s=30, what="the rollback to write the lever and wait")
+            os.killpg(proc.pid, signal.SIGKILL)  # no chance to clean up
+            proc.wait(timeout=10)
+    finally:
+        sandbox.github.clear_faults()
+
+    killed = store.last_run(KILLED, "rollback")
+    assert killed is not None and killed.status == RunStatus.RUNNING  # the store says it never finished
+    held = store.lock_holder(KILLED)
+    assert held is not None and held.holder.run_id == killed.run_id  # the dead run's lock, until its lease ends
+    assert store.lock_holder(KILLED, now=held.expires_at - timedelta(seconds=1)) is not None
+    assert store.lock_holder(KILLED, now=held.expires_at + timedelta(seconds=1)) is None  # nobody renews it
+    assert outbox.pending(), "the queued evidence survived the kill"
+    assert not [c for c in sandbox.github.comments(PR_NUMBER) if queued.run_id in c.get("body", "")]
+
+    sandbox.slack.reset()
+    with second_bot(config):
+        notice = wait_for(
+            lambda: [t for t in channel_texts(sandbox) if "was interrupted" in t and killed.run_id in t],
+            timeout_s=30,
+            what="the interrupted-run notice",
+        )[0]
+        delivered = wait_for(
+            lambda: [c for c in sandbox.github.comments(PR_NUMBER) if queued.run_id in c.get("body", "")],
+            timeout_s=30,
+            what="the queued evidence on the PR",
+        )
+    assert f"The rollback of {KILLED} (run {killed.run_id}" in notice
+    assert f"/rollback {KILLED}` again" in notice and "idempotent" in notice
+    assert "frees at" in notice  # when the lock lapses
+    after = store.get_run(KILLED, killed.run_id)
+    assert after is not None and after.status == RunStatus.INTERRUPTED and "was interrupted" in after.summary
+    assert any(a.action == "run.interrupted" and a.run_id == killed.run_id for a in store.audit_trail(KILLED))
+    assert delivered and not outbox.pending()  # nothing in the outbox was lost
+
+    # What the notice says to do works at once: a new rollback takes the dead run's lock over.
+    outcome = execute(RunRequest("rollback", KILLED, requested_by=ENGINEER), config=config)
+    checks = {c.name: c for c in outcome.report.checks}
+    assert checks["outbound_flag"].status == "PASS" and "already false" in checks["outbound_flag"].detail
+    assert store.lock_holder(KILLED) is None
+    ssm = sandbox.aws.client("ssm").get_parameter(Name=outbound_parameter(KILLED))["Parameter"]
+    assert ssm["Value"] == "false"
