@@ -44,7 +44,7 @@ def pipeline(sandbox: Sandbox, tmp_path_factory) -> Any:
 
 
 @settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 @given(planted=planted_texts())
 def test_nothing_planted_upstream_reaches_any_exit(pipeline, planted):
