@@ -254,7 +254,8 @@ def test_cli_with_markup_in_an_upstream_answer_still_writes_out_json(sandbox, co
 
 
 def test_requests_from_every_surface_record_who_asked(config_path, tmp_path, capsys):
-    assert main(["preflight", "--env", "prod", "--config", str(config_path), "--evidence-dir", str(tmp_path)]) == 0
+    # The verdict does not matter here (a loaded machine may time a check out): who asked does.
+    assert main(["preflight", "--env", "prod", "--config", str(config_path), "--evidence-dir", str(tmp_path)]) in (0, 1)
     (bundle,) = (tmp_path / "prod").iterdir()
     report = json.loads((bundle / "report.json").read_text())
     assert report["requested_by"].startswith("cli:")

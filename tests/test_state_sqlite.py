@@ -184,7 +184,7 @@ def _drain(queue: Any, count: int) -> list[Any]:
 class StoreContract:
     """What every StateStore does. Subclasses provide the `store` and `child_env` fixtures."""
 
-    race_seconds = 1.0  # each process races this long
+    race_seconds = 3.0  # each process races this long (long enough to overlap on a loaded machine)
     race_iterations = 150  # attempts per thread in the threaded race
     processes = 2
 
