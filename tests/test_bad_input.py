@@ -29,6 +29,9 @@ from tests.actions_support import write_map
 from tests.approval_support import block_actions_payload, post_interaction
 from tests.slack_support import CHANNEL, served_bot
 
+# The reliability suite (issue 23) runs on its own: python -m pytest -m reliability -n 0
+pytestmark = pytest.mark.reliability
+
 ENV = "bad-input"
 RTL, ZWSP = "\u202e", "\u200b"
 CONFUSABLE = f"{ENV[:-1]}\u0442"  # the last letter Cyrillic: looks like the env, is not it

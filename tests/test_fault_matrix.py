@@ -22,6 +22,9 @@ import pytest
 
 from integrations.sandbox.env import Sandbox
 
+# The reliability suite (issue 23) runs on its own: python -m pytest -m reliability -n 0
+pytestmark = pytest.mark.reliability
+
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "faults.py"
 
 
