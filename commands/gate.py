@@ -18,7 +18,7 @@ from commands.config import CutoverConfig, EnvConfig
 from commands.registry import CommandSpec, UsageError, not_built, spec
 from commands.report import utc_now
 from commands.request import RunRequest
-from commands.state import StateStore
+from commands.state import StateError, StateStore
 from commands.state.phases import why_not
 
 
@@ -124,7 +124,14 @@ def admit(
         raise UsageError(not_built(command.name))
     ctx = GateContext(request, config, command, env, authorizer, store, now or utc_now(), head_lookup, approval_flow)
     for rule, check in RULES:
-        reason = check(ctx)
+        try:
+            reason = check(ctx)
+        except StateError as exc:  # the phase or approval cannot be read: unknown is not allowed
+            raise Refused(
+                rule,
+                f"the state store is unavailable ({exc}): cannot check the {rule} rule, so nothing was run. "
+                f"Try again when it answers; /rollback {request.env} works without it",
+            ) from None
         if reason:
             raise Refused(rule, reason)
     return ctx
