@@ -27,10 +27,33 @@ SCENARIOS = {
 }
 
 
-@pytest.fixture(scope="session")
-def sandbox(tmp_path_factory) -> Iterator[Sandbox]:
+_SESSION: list[Sandbox] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_sandbox() -> Iterator[Sandbox]:
+    """Started before anything else on each worker, so its environment variables are the outermost: a
+    module that points them elsewhere for a while (monkeypatch, another sandbox) restores them to these."""
     with Sandbox(SCENARIOS) as sb:
+        _SESSION.append(sb)
         yield sb
+        _SESSION.clear()
+
+
+@pytest.fixture(scope="session")
+def sandbox(session_sandbox: Sandbox) -> Sandbox:
+    return session_sandbox  # modules that test a sandbox of their own override this name
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _session_world_intact() -> None:
+    """moto's state is process-wide: a module that tests the AWS sandbox itself resets it, and on an xdist
+    worker such a module may run after others used the session's sandbox. Before each module (before its
+    own fixtures), the session's world and variables are put back if anything took them away."""
+    if _SESSION:
+        if not _SESSION[0].world_intact():
+            _SESSION[0].reseed()
+        _SESSION[0].reapply_environ()
 
 
 @pytest.fixture(scope="session")
@@ -57,16 +80,3 @@ def assert_nothing_planted(sandbox: Sandbox, *outputs: str) -> None:
     for value in sandbox.planted():
         for out in outputs:
             assert value not in out, "a planted secret or PII value escaped"
-
-
-# moto's state is process-wide: the modules that reset it (they test the AWS sandbox itself) run
-# before anything starts the session sandbox, whose seeded world a reset would wipe. With xdist's
-# `--dist loadfile` each worker is its own process and is handed whole files in this order.
-RESETS_MOTO = ("tests/sandbox/test_aws_sandbox.py", "tests/test_aws_client.py")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def resets_first(item: pytest.Item) -> int:
-        return 0 if item.nodeid.startswith(RESETS_MOTO) else 1
-
-    items.sort(key=resets_first)  # stable: the order within each group stays as collected

@@ -159,9 +159,11 @@ class Sandbox:
         self.envs: dict[str, EnvSandbox] = {}
         self._ssm_seeding: threading.Thread | None = None
         self._saved_environ: dict[str, str | None] = {}
+        self._applied_environ: dict[str, str] = {}
         self.iam = IamFake()  # moto has no SimulatePrincipalPolicy; every other IAM call passes through to moto
         self.bot_role_arn = ""  # set by start(): the role the bot's credentials assumed
         self.bot_access_key_id = ""
+        self._marker = f"cutover-sandbox-world-{secrets.token_hex(6)}"  # gone: moto was reset under this sandbox
 
     def start(self) -> Sandbox:
         self.aws.start()
@@ -171,6 +173,7 @@ class Sandbox:
         self.github.start()
         self.slack.start()
         self.github.add_pr(PR_NUMBER, PR_BRANCH)
+        self._mark_world()
         self._apply_environ(
             {
                 **self.aws.env(),
@@ -227,6 +230,35 @@ class Sandbox:
         for env in list(self.envs.values()):
             _seed_outbound_flag(ssm, env)
 
+    def world_intact(self) -> bool:
+        """Whether moto still holds this sandbox's world (its state is process-wide: a test of the AWS sandbox
+        itself may have reset it under us)."""
+        try:
+            self.aws.client("secretsmanager").describe_secret(SecretId=self._marker)
+        except Exception:
+            return False
+        return True
+
+    def _mark_world(self) -> None:
+        self.aws.client("secretsmanager").create_secret(Name=self._marker, SecretString="sandbox world marker")
+
+    def reseed(self) -> None:
+        """The same world again after moto was reset: the bot's role and credentials, and every env's
+        resources as `start`/`add_env` made them (a test's later changes to them are not replayed)."""
+        self.wait_until_seeded()
+        self._mark_world()
+        self._apply_environ(self._bot_credentials())
+        ssm = self.aws.client("ssm")
+        now = datetime.now(UTC)
+        for env in self.envs.values():
+            self.aws.seed(self._aws_seed(env), now=now)
+            self._create_function_url(env)
+            _seed_outbound_flag(ssm, env)
+
+    def reapply_environ(self) -> None:
+        """Point the process's variables at this sandbox again (something in between pointed them elsewhere)."""
+        os.environ.update(self._applied_environ)
+
     def add_env(self, name: str, scenario: Scenario) -> EnvSandbox:
         """One more environment on the running sandbox (own fakes, own AWS resources); write the config again."""
         if name in self.envs:
@@ -255,11 +287,14 @@ class Sandbox:
         self.slack.stop()
         self.aws.stop()
         for key, value in self._saved_environ.items():
+            if os.environ.get(key) != self._applied_environ.get(key):
+                continue  # another sandbox started after this one owns it now: leave it pointing there
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
         self._saved_environ.clear()
+        self._applied_environ.clear()
 
     def __enter__(self) -> Sandbox:
         return self.start()
@@ -328,7 +363,7 @@ class Sandbox:
     def _apply_environ(self, values: dict[str, str]) -> None:
         for key, value in values.items():
             self._saved_environ.setdefault(key, os.environ.get(key))
-            os.environ[key] = value
+            self._applied_environ[key] = os.environ[key] = value
 
     def _start_env(self, name: str, scenario: Scenario) -> EnvSandbox:
         values = _generated_secrets()
