@@ -135,6 +135,8 @@ class Watch:
         self._polls = 0
         self._errors_total = 0.0
         self._errors_points = 0
+        self._last_states: dict[str, str] = {}  # alarm -> the state the previous poll read
+        self._transitions: list[dict[str, str]] = []  # for the chart and the evidence: when an alarm changed state
 
     # --- the loop -------------------------------------------------------------------------------
     def run(self) -> WatchResult:
@@ -148,6 +150,7 @@ class Watch:
             reading = self._read(deadline=started + poll_s)
             self._polls += 1
             now = utc_now()
+            self._note_transitions(reading, now)
             reason = self._rollback_reason(reading)
             if reason is not None:
                 return self._roll_back(reason, reading)
@@ -202,6 +205,19 @@ class Watch:
     def _errors_series(self) -> MetricSeries:
         start, end = self._window()
         return self.aws.metric_datapoints(self.function, ERRORS, start, end, 60)
+
+    def _note_transitions(self, reading: _Reading, now: datetime) -> None:
+        """An alarm's change of state between polls (and a first read that is not OK), stamped with the
+        time CloudWatch says it changed when it says one inside the watch, else the poll's time."""
+        for name, alarm in (reading.alarms or {}).items():
+            before = self._last_states.get(name, "OK")
+            self._last_states[name] = alarm.state
+            if alarm.state == before:
+                continue
+            at = alarm.state_updated_at
+            if at is None or at.tzinfo is None or not (self.state.started_at <= at <= now):
+                at = now
+            self._transitions.append({"at": at.isoformat(), "alarm": name, "state": alarm.state})
 
     # --- the rules ------------------------------------------------------------------------------------
     def _rollback_reason(self, reading: _Reading) -> str | None:
@@ -382,6 +398,8 @@ class Watch:
         }
         if reading.alarms is not None:
             data["alarms"] = {n: reading.alarms[n].state for n in self.alarms if n in reading.alarms}
+        if self._transitions:
+            data["alarm_transitions"] = list(self._transitions)
         if reading.problems:
             data["read_problems"] = dict(reading.problems)
         if self._blind_s:

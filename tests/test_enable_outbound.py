@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from bot.terminal.cli import main
+from commands.chart import marks_from_report
 from commands.config import CutoverConfig, Tokens, load_config
 from commands.execute import execute
 from commands.report import Report
@@ -161,6 +162,12 @@ def test_an_alarm_during_the_watch_rolls_back_at_once_naming_the_alarm_and_its_v
     ]
     watch = report.checks[3]
     assert watch.status == "FAIL" and watch.data["alarm"] == name and watch.data["alarm_value"] == "7.0"
+    [transition] = watch.data["alarm_transitions"]  # OK -> ALARM, stamped inside the watch window
+    assert transition["alarm"] == name and transition["state"] == "ALARM"
+    assert watch.data["window_start"] <= transition["at"] <= report.finished_at.isoformat()
+    marks, _ = marks_from_report(report)  # the chart marks it: a red line labelled with the state only
+    assert ("alarm: ALARM", "alarm") in {(m.label, m.kind) for m in marks}
+    assert {"outbound on", "outbound off"} <= {m.label for m in marks}
     assert "set to false (was true), read back false" in report.checks[4].detail
     rollback = run_of(store, ALARM, "rollback")  # recorded: the phase rules see the rollback
     assert rollback is not None and rollback.requested_by == "cutover-bot"
