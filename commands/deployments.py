@@ -230,6 +230,19 @@ def start_in_background(publisher: object, request: RunRequest, run_id: str) -> 
     return thread
 
 
+def end_interrupted(publisher: object, *, env: str, command: str, run_id: str, pr: int | None, why: str) -> None:
+    """A run that died mid-way: the deployment it started ends as `error` saying why, so GitHub does not
+    show it in progress for ever. Only a deployment this machine's outbox recorded (never one created now)."""
+    tracker = publisher.deployments if isinstance(publisher, Deploys) else None
+    if tracker is None or pr is None or command not in DEPLOYED:
+        return
+    try:
+        tracker.finish(env=env, command=command, run_id=run_id, pr=pr, requested_by="cutover-bot", passed=False,
+                       summary=why, head_sha="", log_url=None, state="error", create=False)  # fmt: skip
+    except Exception as exc:
+        log.warning("the deployment of interrupted run %s was not ended: %s", run_id, REDACTOR.redact(str(exc)))
+
+
 def settle(started: threading.Thread | None, timeout_s: float = START_WAIT_S) -> None:
     """Before publishing: give a start still in flight a moment (the finish takes its lock anyway)."""
     if started is not None:

@@ -32,10 +32,11 @@ from tests.test_enable_outbound_support import add_envs, lever, wait_for
 # The reliability suite (issue 23) runs on its own: python -m pytest -m reliability -n 0
 pytestmark = pytest.mark.reliability
 
-KILLED, QUEUED = "cs-killed", "cs-queued"
+KILLED, QUEUED, DEPLOYED = "cs-killed", "cs-queued", "cs-deployed"
 SCENARIOS = {
     KILLED: Scenario(outbound_enabled=True),
     QUEUED: Scenario(outbound_enabled=True),
+    DEPLOYED: Scenario(outbound_enabled=True),
 }
 
 
@@ -50,9 +51,10 @@ def crash_map(sandbox: Sandbox, directory: Path) -> Path:
     text = sandbox.config_toml(
         evidence_dir=str(directory / "evidence"), state=f"sqlite:///{(directory / 'state.db').resolve()}"
     )
-    section = f"[envs.{KILLED}.rollback]\nquiet_minutes = 0.05\n"
-    assert section in text
-    text = text.replace(section, f"[envs.{KILLED}.rollback]\nquiet_minutes = 0.5\n")
+    for env in (KILLED, DEPLOYED):
+        section = f"[envs.{env}.rollback]\nquiet_minutes = 0.05\n"
+        assert section in text
+        text = text.replace(section, f"[envs.{env}.rollback]\nquiet_minutes = 0.5\n")
     text = text.replace("quiet_minutes = 0.05", "quiet_minutes = 0.0166")  # the other envs: fast
     path = directory / "cutover.sandbox.toml"
     path.write_text(text, encoding="utf-8")
@@ -146,3 +148,38 @@ def test_a_rollback_killed_mid_run_is_recorded_interrupted_the_channel_told_and_
     assert store.lock_holder(KILLED) is None
     ssm = sandbox.aws.client("ssm").get_parameter(Name=outbound_parameter(KILLED))["Parameter"]
     assert ssm["Value"] == "false"
+
+
+def test_a_run_killed_mid_way_ends_its_github_deployment_as_error_instead_of_in_progress_for_ever(crash_env, tmp_path):
+    sandbox = crash_env
+    map_path = crash_map(sandbox, tmp_path)
+    config = load_config(map_path)
+    store = store_for(config)
+    with served_in_a_subprocess(map_path, tmp_path) as (proc, url):
+        assert slash(url, sandbox, "/rollback", f"{DEPLOYED} pr={PR_NUMBER}", "d1").status_code == 200
+
+        def started() -> bool:
+            run = store.last_run(DEPLOYED, "rollback")
+            deployed = sandbox.github.deployments(DEPLOYED)
+            return bool(run and run.status == RunStatus.RUNNING and deployed and deployed[0]["statuses"])
+
+        wait_for(started, timeout_s=30, what="the rollback's deployment in progress")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    [deployment] = sandbox.github.deployments(DEPLOYED)
+    assert [s["state"] for s in deployment["statuses"]] == ["in_progress"]  # what a crash leaves behind
+
+    killed = store.last_run(DEPLOYED, "rollback")
+    assert killed is not None
+    with second_bot(config):
+        wait_for(
+            lambda: len(sandbox.github.deployments(DEPLOYED)[0]["statuses"]) == 2,
+            timeout_s=30,
+            what="the interrupted run's deployment to end",
+        )
+    [deployment] = sandbox.github.deployments(DEPLOYED)
+    assert [s["state"] for s in deployment["statuses"]] == ["in_progress", "error"]
+    assert (
+        f"interrupted: the bot stopped before run {killed.run_id} finished" in deployment["statuses"][-1]["description"]
+    )
+    assert store.get_run(DEPLOYED, killed.run_id).status == RunStatus.INTERRUPTED

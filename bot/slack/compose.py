@@ -15,6 +15,7 @@ from bot.slack.app import CutoverBot
 from bot.slack.blocks import notice_blocks, progress_blocks, result_blocks, started_blocks
 from bot.slack.live_message import LiveMessage, slack_error
 from commands.config import CutoverConfig, Tokens
+from commands.deployments import end_interrupted
 from commands.redaction import install_log_redaction
 from commands.registry import COMMANDS
 from commands.report import CheckResult
@@ -70,6 +71,8 @@ def report_interrupted_runs(bot: CutoverBot, config: CutoverConfig) -> threading
     renewal. A Slack run of the local executor ran in the app's own processes: it died with them. In the
     background: start-up never waits for the store."""
 
+    booted = datetime.now(UTC)  # runs started after this are this process's own (a resumed watch's included)
+
     def check_all() -> None:
         try:
             store = store_for(config)
@@ -79,6 +82,7 @@ def report_interrupted_runs(bot: CutoverBot, config: CutoverConfig) -> threading
                 for env in config.envs
                 for run in store.runs(env, limit=20)
                 if run.status == RunStatus.RUNNING
+                and run.started_at < booted
                 and not run.dry_run
                 and (run.env, run.run_id) not in watched
                 and (spec := COMMANDS.get(run.command)) is not None
@@ -129,6 +133,8 @@ def _report_interrupted(bot: CutoverBot, config: CutoverConfig, store: StateStor
         log.exception("reporting the interrupted run %s failed", run.run_id)
         return
     log.warning("%s", notice)
+    end_interrupted(bot.publisher(), env=run.env, command=run.command, run_id=run.run_id, pr=run.pr,
+                    why=f"interrupted: the bot stopped before run {run.run_id} finished")  # fmt: skip
     channel = config.slack.channel or ""
     try:
         bot.client.chat_postMessage(channel=channel, **notice_blocks(notice, icon="⚠️").as_kwargs())
