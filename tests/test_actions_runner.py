@@ -181,3 +181,16 @@ def test_bad_workflow_inputs_are_usage_errors_in_one_line(sandbox, env_name, tmp
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1 and "Traceback" not in err
     assert store_for(load(path)).runs(ENV) == []
+
+
+def test_a_workflow_run_posts_its_chart_in_the_thread_of_its_slack_message(sandbox, env_name, tmp_path):
+    path = write_map(sandbox, tmp_path, executor="github-actions")
+    before = {f.file_id for f in sandbox.slack.files(CHANNEL)}
+    inputs = {"command": "rollback", "env": ENV, "requested_by": ENGINEER, "slack_channel": CHANNEL}
+    done = run_step(*STEP, sandbox=sandbox, config_path=path, inputs=inputs)
+    assert done.returncode in (0, 1), done.stderr  # the verdict is the rollback's; the chart comes either way
+    [posted] = [m for m in sandbox.slack.messages(CHANNEL) if f"rollback {ENV}" in m.all_text() and is_final(m)][-1:]
+    [chart] = [f for f in sandbox.slack.files(CHANNEL) if f.file_id not in before]
+    assert chart.filename == "chart.png" and chart.thread_ts == posted.ts  # in the run's own thread
+    assert chart.content is not None and chart.content.startswith(b"\x89PNG")
+    assert_nothing_planted(sandbox, chart.content.decode("latin-1"), chart.title or "", done.stdout, done.stderr)

@@ -25,7 +25,6 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
 from bot.execution.actions import ActionsDispatcher, DispatchFailed, local_aws_credentials
@@ -41,12 +40,12 @@ from bot.slack.blocks import (
     result_blocks,
     started_blocks,
 )
+from bot.slack.chart_post import post_chart
 from bot.slack.evidence_followup import RETRY_DELAYS_S, follow_pending_evidence
-from bot.slack.live_message import SLACK_CALL_TIMEOUT_S, LiveMessage, slack_error
+from bot.slack.live_message import SLACK_CALL_TIMEOUT_S, LiveMessage
 from bot.slack.recent_runs import RECENT_RUNS, RecentRuns, RunRecord
 from bot.slack.retry_dedup import RetryDedup
 from commands.access import AccessPolicy, Decision, mention
-from commands.chart import CHART_FILE
 from commands.config import ConfigError, CutoverConfig, Tokens
 from commands.execute import Outcome, Publisher, RunRequest, UsageError, execute, store_for
 from commands.gate import Refused, Vouched, admit
@@ -396,7 +395,7 @@ class CutoverBot:
             return
         self.recent.update(job.run, state=outcome.report.overall_status, summary=f"run {outcome.report.run_id}")
         live.finish(result_blocks(outcome, user=user))
-        self._post_chart(outcome, live)
+        post_chart(self.client, outcome, channel=live.channel, thread_ts=live.ts)
         if publisher is not None:
             follow_pending_evidence(
                 outcome,
@@ -404,25 +403,6 @@ class CutoverBot:
                 show=lambda later: live.finish(result_blocks(later, user=user)),
                 delays_s=self.evidence_retry_delays_s,
             )
-
-    def _post_chart(self, outcome: Outcome, live: LiveMessage) -> None:
-        """The run's chart (when its bundle has one: canary, enable-outbound, rollback) in the run's
-        thread, with files_upload_v2. A failed upload is logged: the result is already in the channel."""
-        png = outcome.bundle.files.get(CHART_FILE) if outcome.bundle is not None else None
-        if not png or live.ts is None:
-            return
-        report = outcome.report
-        try:
-            self.client.files_upload_v2(
-                channel=live.channel,
-                thread_ts=live.ts,
-                file=png,
-                filename=CHART_FILE,
-                title=REDACTOR.redact(f"{title(report.command)} {report.env}: worker invocations and errors"),
-                alt_txt="the worker's invocations and errors per period around the run, with its events marked",
-            )
-        except (SlackApiError, SlackClientError, OSError, ValueError) as exc:  # ValueError: an answer not JSON
-            log.warning("the chart of run %s was not posted: %s", report.run_id, slack_error(exc))
 
     def submit_approved(self, request: RunRequest, channel: str) -> str | None:
         """A run a manager approved in the channel (bot/slack/approvals.py), queued like a slash command;

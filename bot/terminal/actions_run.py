@@ -30,6 +30,7 @@ from bot.pr_comments.surface import CommentSurface, read_event
 from bot.slack.access import GroupCache, slack_group_lookup
 from bot.slack.app import api_base_url
 from bot.slack.blocks import Rendered, escape, notice_blocks, progress_blocks, result_blocks, started_blocks
+from bot.slack.chart_post import post_chart
 from bot.slack.live_message import SLACK_CALL_TIMEOUT_S, LiveMessage
 from bot.terminal.runs import EXIT_PASS, Outputs, run_in_terminal
 from commands.access import AccessPolicy, LookupFailed, Members
@@ -128,6 +129,7 @@ class SlackReport:
         config: CutoverConfig | None = None,
     ) -> None:
         self.request = request
+        self.client = client
         self.config = config  # for the evidence retries after a pending result
         self.user = user
         self.where = where
@@ -176,6 +178,7 @@ class SlackReport:
 
     def finish(self, outcome: Outcome) -> None:
         self.live.finish(self._with_where(result_blocks(outcome, user=self.user)))
+        post_chart(self.client, outcome, channel=self.live.channel, thread_ts=self.live.ts)
         if outcome.evidence.state == "pending":
             self._follow_evidence(outcome)
 
