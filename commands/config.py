@@ -206,7 +206,8 @@ class CutoverConfig(_Strict):
     def env(self, name: str) -> EnvConfig:
         if name not in self.envs:
             known = ", ".join(sorted(self.envs))
-            raise ConfigError(f"unknown environment {name!r}; this map has: {known}")
+            shown = repr(name) if len(name) <= 40 else f"{name[:40]!r}… ({len(name)} characters)"  # never a 10 kB echo
+            raise ConfigError(f"unknown environment {shown}; this map has: {known}")
         return self.envs[name]
 
 

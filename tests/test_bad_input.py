@@ -240,6 +240,7 @@ def test_the_cli_refuses_bad_input_with_a_clear_line_and_runs_nothing(sandbox, w
     assert "Traceback" not in out.err + out.out
     assert out.err.strip(), "a refusal says why on stderr"
     assert RTL not in out.err and ZWSP not in out.err  # invisible characters are shown escaped
+    assert HUGE[:1000] not in out.err and len(out.err) < 2000  # a 10 kB word is cut, never echoed whole
     assert_nothing_ran(sandbox, config, aws_calls, before_calls, before_runs)
 
 
