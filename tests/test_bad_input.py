@@ -29,7 +29,7 @@ from tests.actions_support import write_map
 from tests.approval_support import block_actions_payload, post_interaction
 from tests.slack_support import CHANNEL, served_bot
 
-# The reliability suite (issue 23) runs on its own: python -m pytest -m reliability -n 0
+# The reliability suite (issue 23): in the default run, and alone with python -m pytest -m reliability
 pytestmark = pytest.mark.reliability
 
 ENV = "bad-input"

@@ -29,7 +29,7 @@ from integrations.sandbox.slack_requests import signed_headers, slash_command_bo
 from tests.test_enable_outbound_restart import second_bot, served_in_a_subprocess
 from tests.test_enable_outbound_support import add_envs, lever, wait_for
 
-# The reliability suite (issue 23) runs on its own: python -m pytest -m reliability -n 0
+# The reliability suite (issue 23): in the default run, and alone with python -m pytest -m reliability
 pytestmark = pytest.mark.reliability
 
 KILLED, QUEUED, DEPLOYED = "cs-killed", "cs-queued", "cs-deployed"
@@ -127,11 +127,17 @@ def test_a_rollback_killed_mid_run_is_recorded_interrupted_the_channel_told_and_
             timeout_s=30,
             what="the interrupted-run notice",
         )[0]
-        delivered = wait_for(
-            lambda: [c for c in sandbox.github.comments(PR_NUMBER) if queued.run_id in c.get("body", "")],
-            timeout_s=30,
-            what="the queued evidence on the PR",
-        )
+        since = len(sandbox.github.requests)
+        try:
+            delivered = wait_for(
+                lambda: [c for c in sandbox.github.comments(PR_NUMBER) if queued.run_id in c.get("body", "")],
+                timeout_s=30,
+                what="the queued evidence on the PR",
+            )
+        except AssertionError as exc:  # say what the outbox and GitHub saw, for a failure seen once under xdist
+            jobs = [{k: j.get(k) for k in ("attempts", "last_error", "steps")} for j in outbox.pending()]
+            seen = [f"{r.method} {r.path}" for r in sandbox.github.requests[since:]][:40]
+            raise AssertionError(f"{exc}; outbox: {jobs}; GitHub since the second bot: {seen}") from None
         wait_for(lambda: not outbox.pending(), timeout_s=30, what="the outbox to empty")  # nothing in it was lost
     assert f"The rollback of {KILLED} (run {killed.run_id}" in notice
     assert f"/rollback {KILLED}` again" in notice and "idempotent" in notice

@@ -22,7 +22,7 @@ import pytest
 
 from integrations.sandbox.env import Sandbox
 
-# The reliability suite (issue 23) runs on its own: python -m pytest -m reliability -n 0
+# The reliability suite (issue 23): in the default run, and alone with python -m pytest -m reliability
 pytestmark = pytest.mark.reliability
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "faults.py"

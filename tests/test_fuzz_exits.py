@@ -23,7 +23,7 @@ from commands.redaction import Redactor
 from integrations.sandbox.env import Sandbox
 from tests.test_redaction import planted_texts
 
-# The reliability suite (issue 23) runs on its own: python -m pytest -m reliability -n 0
+# The reliability suite (issue 23): in the default run, and alone with python -m pytest -m reliability
 pytestmark = pytest.mark.reliability
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "fuzz_redaction.py"
