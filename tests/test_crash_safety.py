@@ -70,6 +70,31 @@ def slash(url: str, sandbox: Sandbox, command: str, text: str, rid: str) -> http
     )
 
 
+def _who_holds(outbox: Outbox) -> str:
+    """Diagnostics: the outbox's lock files with the processes holding a lock on them, and the drainer's stack."""
+    import sys
+    import traceback
+
+    inodes = {str(p.stat().st_ino): p.name for p in outbox.root.rglob("*.lock")}
+    held = []
+    for line in Path("/proc/locks").read_text().splitlines():
+        parts = line.split()
+        inode = parts[5].split(":")[-1] if len(parts) > 5 else ""
+        if inode in inodes:
+            pid = parts[4]
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+            except OSError:
+                cmd = "?"
+            held.append(f"{inodes[inode]} held by pid {pid} ({'this process' if pid == str(os.getpid()) else cmd})")
+    stacks = [
+        "".join(traceback.format_stack(frame)[-6:])
+        for thread_id, frame in sys._current_frames().items()
+        if any(t.ident == thread_id and "drainer" in t.name for t in __import__("threading").enumerate())
+    ]
+    return f"locks: {held or 'none'}; drainer stacks: {stacks or 'no drainer thread'}"
+
+
 def channel_texts(sandbox: Sandbox) -> list[str]:
     return [m.all_text() for m in sandbox.slack.messages(CHANNEL)]
 
@@ -137,7 +162,9 @@ def test_a_rollback_killed_mid_run_is_recorded_interrupted_the_channel_told_and_
         except AssertionError as exc:  # say what the outbox and GitHub saw, for a failure seen once under xdist
             jobs = [{k: j.get(k) for k in ("attempts", "last_error", "steps")} for j in outbox.pending()]
             seen = [f"{r.method} {r.path}" for r in sandbox.github.requests[since:]][:40]
-            raise AssertionError(f"{exc}; outbox: {jobs}; GitHub since the second bot: {seen}") from None
+            raise AssertionError(
+                f"{exc}; outbox: {jobs}; GitHub since the second bot: {seen}; {_who_holds(outbox)}"
+            ) from None
         wait_for(lambda: not outbox.pending(), timeout_s=30, what="the outbox to empty")  # nothing in it was lost
     assert f"The rollback of {KILLED} (run {killed.run_id}" in notice
     assert f"/rollback {KILLED}` again" in notice and "idempotent" in notice
