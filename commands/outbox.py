@@ -227,6 +227,10 @@ class Drains(Protocol):
     def drain(self) -> list[Any]: ...
 
 
+CLAIMED_ELSEWHERE = "being sent by another worker"  # a job another process holds: look again soon
+BUSY_RECHECK_S = 5.0  # its holder may be dying (a killed server's last moments): not a whole interval
+
+
 class OutboxDrainer:
     """Calls `publisher.drain()` at start and then every `interval_s` seconds, on a daemon thread.
 
@@ -286,8 +290,9 @@ class OutboxDrainer:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self.run_once()
-            self._wake.wait(self.interval_s)
+            results = self.run_once()
+            claimed = any(CLAIMED_ELSEWHERE in str(getattr(r, "detail", "")) for r in results)
+            self._wake.wait(min(self.interval_s, BUSY_RECHECK_S) if claimed else self.interval_s)
             self._wake.clear()
 
     def run_once(self) -> list[Any]:

@@ -44,7 +44,7 @@ from commands.chart import CHART_FILE
 from commands.deployments import DEPLOYED, Deployments, DeploymentSink
 from commands.evidence import MANIFEST, Bundle
 from commands.execute import EvidenceResult
-from commands.outbox import Job, Outbox, is_retryable, retrying
+from commands.outbox import CLAIMED_ELSEWHERE, Job, Outbox, is_retryable, retrying
 from commands.redaction import REDACTOR, Redactor
 from commands.report import Report, Status
 from commands.state import StateError, StateStore
@@ -247,7 +247,7 @@ class GitHubPublisher:
                 self.outbox.save(new)  # on disk before the first call: a crash mid-way loses nothing
             job = (new or self.outbox.load(job_id)) if mine else None
             if job is None:
-                return EvidenceResult("pending", f"{PENDING_DETAIL} (being sent by another worker)")
+                return EvidenceResult("pending", f"{PENDING_DETAIL} ({CLAIMED_ELSEWHERE})")
             pr = job.get("pr")
             try:
                 result = retrying(**self._retry)(self._send_locked, job)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from commands.evidence import write_bundle
+from commands.outbox import BUSY_RECHECK_S as OUTBOX_BUSY_RECHECK_S
 from commands.outbox import Outbox, OutboxDrainer
 from commands.publish import HISTORY_END, HISTORY_START, GitHubPublisher, marker, parse_history
 from commands.redaction import Redactor
@@ -196,6 +197,36 @@ def test_a_running_drainer_delivers_a_pending_job_without_a_restart(
     assert any(r.state == "attached" for r in results)
     assert f"evidence/prod/{bundle.name}/report.json" in fake.files_at(BRANCH)
     assert len(fake.commits_on(BRANCH)) == 3
+
+
+def test_a_job_another_worker_held_is_looked_at_again_in_seconds_not_at_the_next_interval(
+    fake: GitHubFake, tmp_path: Path, redactor: Redactor
+) -> None:
+    fake.inject(r"/git/commits$", Fault("status", status=500))
+    pub = base.publisher(base.evidence(fake), tmp_path, redactor)
+    _, _, result = publish(pub, tmp_path, redactor)
+    assert result.state == "pending"
+    fake.clear_faults()
+    [job] = pub.outbox.pending()
+    held = threading.Event()
+    release = threading.Event()
+
+    def another_worker() -> None:  # holds the job as a process that is dying, or slow, would
+        with pub.outbox.claim(job["id"]) as mine:
+            assert mine
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=another_worker)
+    holder.start()
+    held.wait(5)
+    with OutboxDrainer(pub, interval_s=300) as drainer:  # the production interval would be 60 s
+        assert wait_for(lambda: drainer.passes >= 1)
+        assert pub.outbox.pending() and fake.comments(PR) == []  # skipped: someone else holds it
+        release.set()
+        holder.join(5)
+        assert wait_for(lambda: len(fake.comments(PR)) == 1, timeout_s=OUTBOX_BUSY_RECHECK_S + 5)
+    assert pub.outbox.pending() == []
 
 
 def test_a_corrupt_job_does_not_stop_the_good_one(fake: GitHubFake, tmp_path: Path, redactor: Redactor) -> None:
