@@ -77,7 +77,7 @@ def served_in_a_subprocess(map_path: Path, tmp_path: Path) -> Iterator[tuple[sub
     env = {**os.environ, "CUTOVER_CONFIG": str(map_path), "PORT": str(port), "PYTHONPATH": pythonpath}
     log = (tmp_path / "serve.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot", "serve", "--port", str(port)],
+        [sys.executable, "-m", "bot", "serve", "--port", str(port), "--host", "127.0.0.1"],
         cwd=tmp_path,
         env=env,
         stdout=log,

@@ -170,7 +170,9 @@ def test_serve_honours_port(tmp_path):
 def test_python_m_bot_serve_listens_on_port_from_the_environment(sandbox, config_path):
     port = _free_port()
     env = {**os.environ, "PORT": str(port), "CUTOVER_CONFIG": str(config_path)}
-    proc = subprocess.Popen([sys.executable, "-m", "bot", "serve"], cwd=ROOT, env=env, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1"], cwd=ROOT, env=env, stderr=subprocess.PIPE
+    )
     try:
         for _ in range(100):
             try:

@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--as", dest="as_user", help="the Slack user id --send speaks as (default: the engineer)")
     serve = sub.add_parser("serve", help="serve the Slack app over HTTP (POST /slack/events, GET /healthz)")
     serve.add_argument("--port", type=int, default=None, help="default: $PORT, else 3000")
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default: every interface)")  # noqa: S104
     sub.add_parser("socket", help="run the Slack app in Socket Mode (needs SLACK_APP_TOKEN)")
     verify = sub.add_parser("verify", help="check an evidence bundle against its manifest")
     verify.add_argument("bundle", type=Path)
@@ -125,7 +126,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.subcommand == "serve":
         from bot.slack.serve import serve, serve_port
 
-        return serve(port=serve_port(args.port))
+        return serve(port=serve_port(args.port), host=args.host)
     if args.subcommand == "socket":
         from bot.slack.socket_mode import run_socket_mode
         from commands.config import Tokens
