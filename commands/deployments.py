@@ -35,6 +35,9 @@ from commands.request import RunRequest
 log = logging.getLogger(__name__)
 
 DEPLOYED = frozenset({"canary", "enable-outbound", "rollback"})  # the phases that change the environment
+# An enable-outbound that rolled back by itself marks its first rollback step's data with this key:
+# {run_id, passed, off, reason}. That rollback is a run of its own, so it is a Deployment of its own too.
+AUTO_ROLLBACK_KEY = "automatic_rollback"
 OUTBOUND = "enable-outbound"
 START_WAIT_S = 15.0  # how long publishing waits for a start still talking to GitHub
 LOCK_TIMEOUT_S = 30.0
@@ -228,6 +231,15 @@ def start_in_background(publisher: object, request: RunRequest, run_id: str) -> 
     )
     thread.start()
     return thread
+
+
+def automatic_rollback(checks: Sequence[Any]) -> dict[str, Any] | None:
+    """The automatic rollback a report's steps carry (see AUTO_ROLLBACK_KEY), or None."""
+    for check in checks:
+        found = (getattr(check, "data", None) or {}).get(AUTO_ROLLBACK_KEY)
+        if isinstance(found, dict) and found.get("run_id"):
+            return dict(found)
+    return None
 
 
 def end_interrupted(publisher: object, *, env: str, command: str, run_id: str, pr: int | None, why: str) -> None:

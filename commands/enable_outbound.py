@@ -34,6 +34,7 @@ from typing import Any, cast
 
 from commands.checks import Verdict, failed, passed, warned
 from commands.config import CutoverConfig, EnvConfig, LambdaEnvFlag
+from commands.deployments import AUTO_ROLLBACK_KEY
 from commands.evidence import write_bundle
 from commands.execute import EvidenceResult, Outcome, Publisher
 from commands.gate import GateContext
@@ -377,9 +378,12 @@ def auto_rollback(run: RunContext, steps: Steps, *, reason: str) -> bool:
     )
     first = len(steps.results)
     off = roll_back(run, steps, reason=reason)
+    done = steps.results[first:]
+    ok = off and all(r.status in PASSING for r in done)
+    if done:  # the evidence names the rollback's own run: the publisher records its Deployment from it
+        mark = {AUTO_ROLLBACK_KEY: {"run_id": rollback_id, "passed": ok, "off": off, "reason": reason[:300]}}
+        steps.results[first] = done[0].model_copy(update={"data": {**(done[0].data or {}), **mark}})
     if recorded:
-        done = steps.results[first:]
-        ok = off and all(r.status in PASSING for r in done)
         try:
             run.store.record_run_finish(
                 run.request.env,

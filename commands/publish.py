@@ -41,7 +41,7 @@ from urllib.parse import quote
 
 from commands import render, timeline
 from commands.chart import CHART_FILE
-from commands.deployments import DEPLOYED, Deployments, DeploymentSink
+from commands.deployments import DEPLOYED, Deployments, DeploymentSink, automatic_rollback
 from commands.evidence import MANIFEST, Bundle
 from commands.execute import EvidenceResult
 from commands.outbox import CLAIMED_ELSEWHERE, Job, Outbox, is_retryable, retrying
@@ -388,7 +388,15 @@ class GitHubPublisher:
 
     def _finish_deployment(self, job: Job, links: EvidenceLinks) -> str:
         assert self.deployments is not None
-        self.deployments.finish(**self._deployment_args(job), log_url=self._redact(job)(links.folder))
+        log_url = self._redact(job)(links.folder)
+        self.deployments.finish(**self._deployment_args(job), log_url=log_url)
+        auto = job.get("auto_rollback")
+        if isinstance(auto, dict) and auto.get("run_id"):  # its own Deployment, with the same evidence
+            summary = f"automatic rollback in {job['command']} run {job['run_id']}: {auto.get('reason', '')}"
+            args = {**self._deployment_args(job), "command": "rollback", "run_id": str(auto["run_id"])}
+            args.update(requested_by="cutover-bot", passed=bool(auto.get("passed")), summary=summary,
+                        ends_outbound=bool(auto.get("off")))  # fmt: skip
+            self.deployments.finish(**args, log_url=log_url)
         return "done"
 
     def _abandon_deployment(self, job: Job, why: str) -> None:
@@ -410,6 +418,9 @@ class GitHubPublisher:
         key = timeline.links_key(job["env"])
         chart = links.file(CHART_FILE) if CHART_FILE in job["files"] else None
         own = timeline.add_links(self.outbox.history(key), job["run_id"], links.folder, chart, job.get("watch"))
+        auto = job.get("auto_rollback")
+        if isinstance(auto, dict) and auto.get("run_id"):  # its steps are in this run's evidence
+            own = timeline.add_links(own, str(auto["run_id"]), links.folder, chart)
         body = timeline.comment(
             store,
             job["env"],
@@ -490,6 +501,7 @@ def new_job(
         },
         "requested_by": redact(report.requested_by or "unknown"),
         "ends_outbound": ends_outbound(report),
+        "auto_rollback": automatic_rollback(report.checks),
         "watch": timeline.watch_fact(report, redact=redact),
         "attempts": 0,
         "last_error": None,

@@ -246,3 +246,47 @@ def test_a_rollback_does_not_wait_for_its_deployment_to_start(sandbox: Sandbox, 
     assert not sandbox.github.deployments(ENV)
     comments = rf"/issues/{SANDBOX_PR}/comments$"
     wait_for(lambda: sandbox.github.received("POST", comments), what="the evidence going on without the deployment")
+
+
+AUTO_ENV, AUTO_PR = "dep-auto", 33
+
+
+def test_an_automatic_rollback_is_a_deployment_of_its_own_beside_the_failed_enable_outbound(sandbox, tmp_path):
+    from commands.config import load_config
+    from commands.state import store_for
+    from tests.test_enable_outbound_support import add_envs, lever, record_phases, set_alarm, watching, write_map
+
+    add_envs(sandbox, {AUTO_ENV: Scenario(approval_required=(), rule_enabled=True)})
+    sandbox.github.add_pr(AUTO_PR, "cutover/dep-auto")
+    config = load_config(write_map(sandbox, tmp_path, watch={AUTO_ENV: {"minutes": 0.5}}))
+    store = store_for(config)
+    record_phases(store, AUTO_ENV, "preflight", "canary")
+    gh = GitHubEvidence(repo=REPO, token=sandbox.github_token, base_url=sandbox.github.url, timeout_s=10)
+    pub = GitHubPublisher(gh, Outbox(tmp_path / "outbox"), evidence_dir="evidence", attempts=2, wait_s=0)
+    request = RunRequest("enable-outbound", AUTO_ENV, requested_by="cli:tester", pr=AUTO_PR)
+    done: list = []
+    runner = threading.Thread(target=lambda: done.append(execute(request, config=config, publisher=pub)))
+    runner.start()
+    wait_for(lambda: watching(store, AUTO_ENV) and lever(sandbox, AUTO_ENV)[0] == "true", what="the watch")
+    set_alarm(sandbox, AUTO_ENV, "worker-error-rate", "ALARM", "Threshold Crossed: [9.0] was greater than 0.0")
+    runner.join(60)
+    [outcome] = done
+    assert outcome.report.overall_status == "FAIL" and lever(sandbox, AUTO_ENV)[0] == "false"
+    auto = store.last_run(AUTO_ENV, "rollback")
+    assert auto is not None and auto.requested_by == "cutover-bot"
+    wait_for(lambda: len(sandbox.github.deployments(AUTO_ENV)) == 2 and all(
+        len(d["statuses"]) >= 2 or d["task"] == "rollback" for d in sandbox.github.deployments(AUTO_ENV)
+    ), timeout_s=30, what="both deployments")  # fmt: skip
+    by_task = {d["task"]: d for d in sandbox.github.deployments(AUTO_ENV)}
+    enable, rollback = by_task["enable-outbound"], by_task["rollback"]
+    assert [s["state"] for s in enable["statuses"]] == ["in_progress", "failure"]
+    # Its verdict is the store's (here FAIL: the rule is still enabled, so the quiet window sees invocations),
+    # and it started inside the enable-outbound run: no `in_progress` of its own.
+    assert auto.status == "FAIL" and [s["state"] for s in rollback["statuses"]] == ["failure"]
+    assert rollback["payload"] == {"run_id": auto.run_id, "pr": AUTO_PR}
+    assert rollback["statuses"][0]["log_url"] == enable["statuses"][-1]["log_url"]  # the same evidence
+    assert (
+        f"automatic rollback in enable-outbound run {outcome.report.run_id}" in rollback["statuses"][0]["description"]
+    )
+    flag = next(c for c in outcome.report.checks[4:] if c.name == "outbound_flag")  # the rollback's first step
+    assert flag.data["automatic_rollback"]["run_id"] == auto.run_id
