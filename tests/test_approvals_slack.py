@@ -358,3 +358,26 @@ def test_a_newer_failing_preflight_voids_the_request(sandbox, cfg, tmp_path):
         assert "preflight" in wait_text(h, message, "Void because")
     assert store_for(cfg).get_approval(_id(message)).status == ApprovalStatus.VOID
     assert store_for(cfg).runs(ENV, command="canary") == []
+
+
+def test_an_approved_run_refused_before_it_starts_voids_its_approval_and_the_message_says_why(sandbox, cfg, tmp_path):
+    from commands.state import LockHolder
+
+    seed_preflight(cfg, tmp_path)
+    store = store_for(cfg)
+    with bot(sandbox, cfg) as h:
+        h.command("/canary", ENV, user=ENGINEER)
+        message = approval_message(h.fake, CHANNEL)
+        holder = LockHolder(run_id="someone-elses", command="rollback", requested_by=MANAGER2, surface="cli")
+        lease = store.acquire(ENV, holder, 60)  # another run holds the env when the approved run comes to start
+        try:
+            click(h, message, MANAGER)
+            said = wait_text(h, message, "Void because")
+        finally:
+            store.release(lease)
+    assert "the run it approved did not start" in said and "someone-elses" in said
+    assert "the run was queued" not in said
+    approval = store.get_approval(_id(message))
+    assert approval.status == ApprovalStatus.VOID and approval.used_by_run is None
+    assert store.runs(ENV, command="canary") == []
+    assert any(e.action == "approval.void" for e in audit(cfg))

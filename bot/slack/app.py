@@ -383,6 +383,8 @@ class CutoverBot:
             text = f"{title(request.command)} {request.env} did not run: {escape(str(exc))}"
             self.recent.update(job.run, state="did not run", summary=str(exc))
             live.finish(notice_blocks(text))
+            if request.approval_id:
+                self.approvals.run_refused(request.approval_id, str(exc))
             return
         except Exception as exc:
             log.exception("/%s %s failed", request.command, request.env)

@@ -377,6 +377,21 @@ class ApprovalFlow:
             return "not-queued"
         return "approved"
 
+    def run_refused(self, approval_id: str, reason: str) -> None:
+        """The run an approval started was refused before it began (a lock held, a rule that changed): the
+        approval was for that run, so it is void, and its message says why instead of "the run was queued"."""
+        try:
+            store = self.store()
+            approval = store.get_approval(approval_id)
+        except StateError:
+            log.exception("reading approval %s failed", approval_id)
+            return
+        if approval is None or approval.status != ApprovalStatus.APPROVED or approval.used_by_run:
+            return
+        with self._lock(approval_id):
+            if self._void(store, approval, f"the run it approved did not start ({reason})", actor="cutover-bot"):
+                self.refresh(approval_id)
+
     # --- expiry -------------------------------------------------------------------------
     def start_sweeper(self) -> None:
         with self._locks_guard:
