@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlencode
 
 import httpx
 from rich.console import Console
@@ -67,7 +66,7 @@ from integrations.sandbox.env import (
     outbound_parameter,
 )
 from integrations.sandbox.slack import Message
-from integrations.sandbox.slack_requests import signed_headers, slash_command_body
+from integrations.sandbox.slack_requests import block_action_body, signed_headers, slash_command_body
 
 T = TypeVar("T")
 ENV = "prod"
@@ -150,7 +149,16 @@ class Driver:
 
     def click(self, message: Message, action_id: str, value: str, *, user: str, note: str) -> None:
         self.console.print(Text(note, style="cyan"))
-        body = _block_action_body(action_id, value, user=user, message=message, response_url=self._response_url())
+        body = block_action_body(
+            action_id,
+            value,
+            user=user,
+            channel=CHANNEL,
+            message_ts=message.ts,
+            response_url=self._response_url(),
+            blocks=message.blocks,
+            text=message.text or "",
+        )
         response = self.http.post(self.url, content=body, headers=signed_headers(body, self.secret))
         if response.status_code != 200:
             raise StepFailed(f"the click on {action_id} was answered {response.status_code}, not 200")
@@ -765,29 +773,3 @@ def _first_line(text: str) -> str:
 
 def _rid() -> str:
     return secrets.token_hex(4)
-
-
-def _block_action_body(action_id: str, value: str, *, user: str, message: Message, response_url: str) -> str:
-    """A button click as Slack sends it: `payload=` a block_actions payload carrying the clicked message."""
-    payload = {
-        "type": "block_actions",
-        "team": {"id": "T0SANDBOX", "domain": "sandbox"},
-        "user": {"id": user, "username": user.lower(), "team_id": "T0SANDBOX"},
-        "api_app_id": "A0CUTOVER",
-        "token": "deprecated-verification-token",
-        "container": {"type": "message", "message_ts": message.ts, "channel_id": CHANNEL, "is_ephemeral": False},
-        "trigger_id": f"{uuid.uuid4().int % 10**12}.{uuid.uuid4().hex[:12]}",
-        "channel": {"id": CHANNEL, "name": "cutover"},
-        "message": {"type": "message", "ts": message.ts, "text": message.text or "", "blocks": message.blocks},
-        "response_url": response_url,
-        "actions": [
-            {
-                "type": "button",
-                "action_id": action_id,
-                "block_id": "b",
-                "value": value,
-                "action_ts": f"{time.time():.6f}",
-            }
-        ],
-    }
-    return urlencode({"payload": json.dumps(payload)})

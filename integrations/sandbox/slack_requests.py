@@ -46,6 +46,7 @@ def block_action_body(
     message_ts: str,
     response_url: str,
     blocks: list[dict[str, Any]] | None = None,
+    text: str = "",
     bot_id: str = "B0CUTOVER",
     app_id: str = "A0CUTOVER",
 ) -> str:
@@ -59,7 +60,14 @@ def block_action_body(
         "container": {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": False},
         "trigger_id": f"{uuid.uuid4().int % 10**12}.{uuid.uuid4().hex[:12]}",
         "channel": {"id": channel, "name": "cutover"},
-        "message": {"type": "message", "ts": message_ts, "bot_id": bot_id, "app_id": app_id, "blocks": blocks or []},
+        "message": {
+            "type": "message",
+            "ts": message_ts,
+            "bot_id": bot_id,
+            "app_id": app_id,
+            "text": text,
+            "blocks": blocks or [],
+        },
         "response_url": response_url,
         "actions": [
             {
