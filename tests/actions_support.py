@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -112,18 +111,6 @@ def run_step(
 def _as_input(value: Any) -> str:
     """A default as the runner sees it in an expression's string form (`false`, not `False`)."""
     return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def wait_for(predicate: Callable[[], Any], *, timeout_s: float = 15.0, what: str = "a condition") -> Any:
-    """Poll until `predicate()` is truthy; its value, or an AssertionError naming `what`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def message_with(messages: Callable[[], list[Message]], text: str) -> Callable[[], Message | None]:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -25,8 +24,8 @@ from commands.request import RunRequest
 from commands.run_context import RunContext, Steps
 from integrations.sandbox.slack import BOT_ID, TEAM_ID, Message, SlackFake
 from integrations.sandbox.slack_requests import signed_headers
+from tests.waiting import wait_for
 
-T = TypeVar("T")
 NOOP_STEP = "noop"
 
 
@@ -128,17 +127,6 @@ def post_interaction(
 
 
 # --- waiting on positive signals -----------------------------------------------------------------
-
-
-def wait_for(probe: Callable[[], T | None], *, timeout_s: float = 15.0, what: str = "a condition") -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def approval_message(fake: SlackFake, channel: str, *, index: int = 0) -> Message:

@@ -20,9 +20,10 @@ from commands.execute import execute, store_for
 from commands.registry import COMMANDS
 from integrations.sandbox.env import ENGINEER, PR_NUMBER, Sandbox, Scenario
 from integrations.sandbox.http import Fault
-from tests.actions_support import WORKFLOW, declared_inputs, load, message_with, wait_for, workflow, write_map
+from tests.actions_support import WORKFLOW, declared_inputs, load, message_with, workflow, write_map
 from tests.conftest import assert_nothing_planted
 from tests.slack_support import CHANNEL, served_bot
+from tests.waiting import wait_for
 
 ENV = "actions"
 

@@ -19,9 +19,10 @@ from commands.execute import execute, store_for
 from commands.state import ApprovalRequest
 from commands.state.model import utc_now
 from integrations.sandbox.env import ENGINEER, MANAGER, PR_BRANCH, PR_NUMBER, Sandbox, Scenario
-from tests.actions_support import load, message_with, run_step, wait_for, write_map
+from tests.actions_support import load, message_with, run_step, write_map
 from tests.conftest import assert_nothing_planted
 from tests.slack_support import CHANNEL, is_final, served_bot
+from tests.waiting import wait_for
 
 ENV = "actions-runner"
 STEP = ("dispatched", "Run the command")

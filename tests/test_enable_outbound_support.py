@@ -5,17 +5,18 @@ would), waits on positive signals, and reads of the lever straight from moto."""
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from commands.report import new_run_id
 from commands.state import RunRecord, RunStatus, StateStore
 from integrations.sandbox.env import ENGINEER, Sandbox, Scenario, outbound_parameter
+from tests import waiting
 
-T = TypeVar("T")
+# The cutover's own waits (watch, quiet window) run inside these: a longer default than other tests.
+wait_for = partial(waiting.wait_for, timeout_s=20.0, poll_s=0.05)
 
 
 def add_envs(sandbox: Sandbox, scenarios: dict[str, Scenario]) -> None:
@@ -69,17 +70,6 @@ def record_phases(store: StateStore, env: str, *commands: str, status: RunStatus
         store.record_run_finish(env, run_id, status, finished_at=at + timedelta(milliseconds=500))
         ids.append(run_id)
     return ids
-
-
-def wait_for(probe: Callable[[], T], *, timeout_s: float = 20.0, what: str = "a condition") -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def lever(sandbox: Sandbox, env: str) -> tuple[str, int]:
